@@ -146,5 +146,13 @@ class Settings(BaseSettings):
         return f"{self.kafka.topic_prefix}{name}"
 
 
+SETTINGS_ENV = "ARGUS_SETTINGS_JSON"
+
+
 def get_settings() -> Settings:
+    """Settings from the environment; a supervisor hands its exact settings to children as JSON."""
+    import os
+
+    if raw := os.environ.get(SETTINGS_ENV):
+        return Settings.model_validate_json(raw)
     return Settings()

@@ -1,0 +1,14 @@
+"""Search-index backends behind one interface (see interface.py)."""
+
+from __future__ import annotations
+
+from argus.settings import Settings
+from sinks.search.interface import SearchIndex
+
+
+def get_search_index(settings: Settings) -> SearchIndex:
+    if settings.search_backend == "postgres":
+        from sinks.search.postgres_backend import PostgresSearchIndex
+
+        return PostgresSearchIndex(settings)
+    raise ValueError(f"unknown search backend {settings.search_backend!r} (available: postgres)")

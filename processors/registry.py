@@ -1,0 +1,18 @@
+"""Model name -> processor handler. Adding a model: a triton_repo/ folder + a handler listed here."""
+
+from __future__ import annotations
+
+from argus.settings import Settings
+from processors.handlers.efficientnet_lite0 import EfficientNetLite0
+from processors.runtime import ModelHandler
+
+HANDLERS: dict[str, type[ModelHandler]] = {
+    EfficientNetLite0.model: EfficientNetLite0,
+}
+
+
+def get_handler(name: str, settings: Settings) -> ModelHandler:
+    try:
+        return HANDLERS[name](settings)
+    except KeyError:
+        raise KeyError(f"no processor for model {name!r}; known: {', '.join(sorted(HANDLERS))}") from None

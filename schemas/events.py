@@ -1,0 +1,155 @@
+"""Event contracts shared by producers, processors, sinks and downstream subscribers.
+
+Every event carries ``schema`` (its name) and ``schema_version``; consumers reject versions they do
+not know (dead-letter, never guess). Ids are deterministic so that a replay or a duplicate delivery
+names the same event: the sinks turn at-least-once delivery into an exactly-once effect with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+MediaType = Literal["image", "video"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def annotation_id(asset_id: str, model: str, model_version: str, keyframe_ms: int | None) -> str:
+    """Same asset + model + version + keyframe -> same id, whichever process computes it."""
+    key = f"{asset_id}|{model}|{model_version}|{'' if keyframe_ms is None else keyframe_ms}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(description="Deterministic id; duplicates of one event share it")
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+
+# ---------------------------------------------------------------------------- media.uploaded
+class MediaUploaded(_Event):
+    """An asset's original is in the object store and its row is in PostgreSQL."""
+
+    schema_: Literal["media.uploaded"] = Field("media.uploaded", alias="schema")
+    asset_id: str = Field(description="sha256 of the content: uploads are content-addressed")
+    bucket: str
+    object_key: str
+    media_type: MediaType
+    content_type: str
+    size_bytes: int = Field(ge=0)
+    filename: str = Field(max_length=1024)
+    title: str | None = None
+    description: str | None = None
+    source: str | None = Field(None, description="upload | bulk | watch:<folder> | feed:<url>")
+    collection: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------------------- annotations
+class Label(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    score: float = Field(ge=0.0, le=1.0)
+    class_id: int | None = None
+
+
+class ImageClassification(BaseModel):
+    """ImageNet-style labels plus the image embedding of the same forward pass."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["classification_embedding"] = "classification_embedding"
+    labels: list[Label]
+    embedding: list[float] = Field(description="L2-normalised image embedding")
+    embedding_dim: int
+
+
+AnnotationPayload = Annotated[ImageClassification, Field(discriminator="kind")]
+
+
+class Annotation(_Event):
+    """One model's output for one asset (or one keyframe of a video)."""
+
+    schema_: Literal["annotation"] = Field("annotation", alias="schema")
+    annotation_id: str
+    asset_id: str
+    model: str
+    model_version: str
+    keyframe_ms: int | None = Field(None, description="Position in a video; None for images")
+    payload: AnnotationPayload
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------------------- dead letters
+class DeadLetter(_Event):
+    """Something that cannot be processed, with the reason. It never blocks a partition."""
+
+    schema_: Literal["dead_letter"] = Field("dead_letter", alias="schema")
+    stage: str = Field(description="who gave up, e.g. processor:efficientnet_lite0 or sink:postgres")
+    reason: str
+    error_type: str
+    asset_id: str | None = None
+    model: str | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    raw_value: str | None = Field(None, description="The offending record (truncated) when it was malformed")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+E = TypeVar("E", bound=_Event)
+
+EVENT_TYPES: dict[str, type[_Event]] = {
+    "media.uploaded": MediaUploaded,
+    "annotation": Annotation,
+    "dead_letter": DeadLetter,
+}
+
+
+def dump(event: _Event) -> bytes:
+    return event.model_dump_json(by_alias=True).encode()
+
+
+class SchemaError(ValueError):
+    """A record that is not a valid event of the expected kind (dead-letter it)."""
+
+
+def parse(raw: bytes | None, expected: type[E]) -> E:
+    """Parse one record; every failure is a SchemaError with a reason a human can act on."""
+    import json
+
+    from pydantic import ValidationError
+
+    if not raw:
+        raise SchemaError("empty record value")
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SchemaError(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise SchemaError(f"expected a JSON object, got {type(obj).__name__}")
+    name = expected.model_fields["schema_"].default
+    if obj.get("schema") != name:
+        raise SchemaError(f"expected schema {name!r}, got {obj.get('schema')!r}")
+    if obj.get("schema_version") != SCHEMA_VERSION:
+        raise SchemaError(
+            f"unsupported schema_version {obj.get('schema_version')!r} for {name} (this build reads {SCHEMA_VERSION})"
+        )
+    try:
+        return expected.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise SchemaError(f"invalid {name}: {loc}: {first['msg']} ({exc.error_count()} error(s))") from None

@@ -1,0 +1,79 @@
+"""PostgreSQL sink: annotations and dead letters into the system of record.
+
+An annotation is applied at most once (its deterministic id is the primary key) and marks the
+asset's status for that model ``done``; a dead letter marks it ``failed`` with the reason, unless
+the model already succeeded for that asset (a late duplicate failure never hides a result).
+"""
+
+from __future__ import annotations
+
+import psycopg
+from confluent_kafka import Message
+from psycopg.types.json import Jsonb
+
+from argus import kafka
+from schemas.events import Annotation, DeadLetter, parse
+from sinks.runtime import SinkWriter
+
+
+class PostgresSink(SinkWriter):
+    name = "postgres"
+
+    def __init__(self, settings, models: list[str]) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(settings)
+        self.models = models
+
+    def topics(self) -> list[str]:
+        return [self.settings.topic(kafka.annotations_topic(m)) for m in self.models] + [
+            self.settings.topic(kafka.TOPIC_DLQ)
+        ]
+
+    def write(self, conn: psycopg.Connection, msgs: list[Message]) -> int:
+        dlq = self.settings.topic(kafka.TOPIC_DLQ)
+        applied = 0
+        for m in msgs:
+            if m.topic() == dlq:
+                applied += self._dead_letter(conn, parse(m.value(), DeadLetter))
+            else:
+                applied += self._annotation(conn, parse(m.value(), Annotation))
+        return applied
+
+    @staticmethod
+    def _annotation(conn: psycopg.Connection, a: Annotation) -> int:
+        cur = conn.execute(
+            """INSERT INTO annotations (annotation_id, asset_id, model, model_version, keyframe_ms, payload,
+                                        produced_at)
+               VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (annotation_id) DO NOTHING""",
+            (a.annotation_id, a.asset_id, a.model, a.model_version, a.keyframe_ms,
+             Jsonb(a.payload.model_dump(mode="json")), a.occurred_at),
+        )
+        if cur.rowcount == 0:
+            return 0  # duplicate delivery: already applied
+        conn.execute(
+            """INSERT INTO asset_model_status (asset_id, model, model_version, status)
+               VALUES (%s,%s,%s,'done')
+               ON CONFLICT (asset_id, model) DO UPDATE
+               SET status='done', model_version=EXCLUDED.model_version, reason=NULL, updated_at=now()""",
+            (a.asset_id, a.model, a.model_version),
+        )
+        return 1
+
+    @staticmethod
+    def _dead_letter(conn: psycopg.Connection, d: DeadLetter) -> int:
+        cur = conn.execute(
+            """INSERT INTO dead_letters (event_id, stage, reason, error_type, asset_id, model, source_topic,
+                                         source_partition, source_offset, raw_value, created_at)
+               VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (event_id) DO NOTHING""",
+            (d.event_id, d.stage, d.reason, d.error_type, d.asset_id, d.model, d.source_topic,
+             d.source_partition, d.source_offset, d.raw_value, d.occurred_at),
+        )
+        if cur.rowcount and d.asset_id and d.model:
+            conn.execute(
+                """INSERT INTO asset_model_status (asset_id, model, status, reason)
+                   SELECT asset_id, %s, 'failed', %s FROM assets WHERE asset_id = %s
+                   ON CONFLICT (asset_id, model) DO UPDATE SET status='failed', reason=EXCLUDED.reason,
+                       updated_at=now()
+                   WHERE asset_model_status.status <> 'done'""",
+                (d.model, d.reason, d.asset_id),
+            )
+        return cur.rowcount

@@ -1,0 +1,182 @@
+"""Exactly-once sink runtime: the writes and the consumed offsets commit in ONE PostgreSQL transaction.
+
+On partition assignment the consumer seeks to the offsets stored in ``sink_offsets`` (Kafka's own
+committed offsets are written too, but only for lag display). A crash anywhere therefore either
+loses the whole transaction (the batch is re-read from the stored offset) or keeps it with its
+offsets (never re-applied). Writes are also idempotent on deterministic ids, a second guard for a
+zombie instance that still writes after a rebalance.
+
+PostgreSQL down -> the batch is retried with backoff until it commits. A record that can never be
+written (malformed, wrong schema version, refers to an unknown asset) is isolated with a savepoint
+and recorded in ``dead_letters`` inside the same transaction; it never blocks the partition.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import psycopg
+from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
+
+from argus import db, kafka
+from argus.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class SinkWriter(ABC):
+    """What a concrete sink adds: its topics and how one record is applied inside the transaction."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def topics(self) -> list[str]: ...
+
+    @abstractmethod
+    def write(self, conn: psycopg.Connection, msgs: list[Message]) -> int:
+        """Apply a batch inside the open transaction; return how many records had an effect.
+        Raise for a record that cannot be applied (the runtime then isolates it)."""
+
+
+class SinkRunner:
+    def __init__(self, settings: Settings, writer: SinkWriter, batch_size: int = 500) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.batch_size = batch_size
+        self.group = f"argus-sink-{writer.name}"
+        self.stop_event = threading.Event()
+        self.conn: psycopg.Connection | None = None
+        self.stats = {"applied": 0, "batches": 0, "dead_letters": 0}
+
+    # -- assignment: seek to what PostgreSQL says ---------------------------------------------
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        stored = self._stored_offsets()
+        for p in partitions:
+            p.offset = stored.get((p.topic, p.partition), OFFSET_BEGINNING)
+        consumer.assign(partitions)
+        log.info("sink %s assigned %s", self.writer.name,
+                 [(p.topic, p.partition, p.offset) for p in partitions])
+
+    def _stored_offsets(self) -> dict[tuple[str, int], int]:
+        while True:
+            try:
+                with db.connect(self.settings) as conn:
+                    rows = conn.execute(
+                        "SELECT topic, partition, next_offset FROM sink_offsets WHERE sink=%s", (self.writer.name,)
+                    ).fetchall()
+                return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+            except psycopg.OperationalError as exc:
+                log.warning("sink %s: PostgreSQL unreachable while loading offsets (%s); waiting",
+                            self.writer.name, exc)
+                time.sleep(1.0)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> None:
+        topics = self.writer.topics()
+        kafka.ensure_topics(self.settings, topics)
+        self.consumer = kafka.consumer(self.settings, self.group)
+        self.consumer.subscribe(topics, on_assign=self._on_assign)
+        log.info("sink %s consuming %s", self.writer.name, topics)
+        try:
+            while not self.stop_event.is_set():
+                msgs = [m for m in self.consumer.consume(num_messages=self.batch_size, timeout=0.2)
+                        if not kafka.is_noise(m)]
+                if msgs:
+                    self._commit_batch(msgs)
+        finally:
+            self.consumer.close()
+            if self.conn is not None:
+                self.conn.close()
+
+    def stop(self, *_: Any) -> None:
+        self.stop_event.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def _connection(self) -> psycopg.Connection:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.conn = db.connect(self.settings)
+        return self.conn
+
+    def _commit_batch(self, msgs: list[Message]) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                conn = self._connection()
+                with conn.transaction():
+                    applied = self._write_isolating_failures(conn, msgs)
+                    offsets = _next_offsets(msgs)
+                    conn.cursor().executemany(
+                        """INSERT INTO sink_offsets (sink, topic, partition, next_offset) VALUES (%s,%s,%s,%s)
+                           ON CONFLICT (sink, topic, partition) DO UPDATE
+                           SET next_offset = GREATEST(sink_offsets.next_offset, EXCLUDED.next_offset),
+                               updated_at = now()""",
+                        [(self.writer.name, t, p, o) for (t, p), o in offsets.items()],
+                    )
+                break
+            except psycopg.OperationalError as exc:
+                # PostgreSQL down or restarting: nothing was committed; retry the same batch
+                log.warning("sink %s: PostgreSQL unavailable (%s); retrying in %.1fs", self.writer.name,
+                            str(exc).strip()[:200], backoff)
+                if self.conn is not None:
+                    self.conn.close()
+                self.conn = None
+                if self.stop_event.wait(backoff):
+                    raise
+                backoff = min(backoff * 2, self.settings.processor.retry_max_wait_s)
+        self.stats["applied"] += applied
+        self.stats["batches"] += 1
+        self.consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True
+        )
+
+    def _write_isolating_failures(self, conn: psycopg.Connection, msgs: list[Message]) -> int:
+        try:
+            with conn.transaction():  # savepoint: a poison record must not abort the whole batch
+                return self.writer.write(conn, msgs)
+        except psycopg.OperationalError:
+            raise
+        except Exception as batch_exc:  # noqa: BLE001
+            log.warning("sink %s: batch failed (%s); isolating the bad record(s)", self.writer.name, batch_exc)
+        applied = 0
+        for m in msgs:
+            try:
+                with conn.transaction():
+                    applied += self.writer.write(conn, [m])
+            except psycopg.OperationalError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self._dead_letter(conn, m, exc)
+        return applied
+
+    def _dead_letter(self, conn: psycopg.Connection, m: Message, exc: Exception) -> None:
+        self.stats["dead_letters"] += 1
+        where = f"{m.topic()}/{m.partition()}/{m.offset()}"
+        log.warning("sink %s dead-letter %s: %s", self.writer.name, where, exc)
+        raw = base64.b64encode((m.value() or b"")[:4096]).decode()
+        conn.execute(
+            """INSERT INTO dead_letters (event_id, stage, reason, error_type, source_topic, source_partition,
+                                         source_offset, raw_value)
+               VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (event_id) DO NOTHING""",
+            (f"dlq-sink-{self.writer.name}-{where}", f"sink:{self.writer.name}", str(exc)[:2000],
+             type(exc).__name__, m.topic(), m.partition(), m.offset(), raw),
+        )
+
+
+def _next_offsets(msgs: list[Message]) -> dict[tuple[str, int], int]:
+    out: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        key = (m.topic(), m.partition())
+        out[key] = max(out.get(key, 0), m.offset() + 1)
+    return out

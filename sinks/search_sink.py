@@ -1,0 +1,33 @@
+"""Search-index sink: upload events create the document, annotations merge into it (newest wins)."""
+
+from __future__ import annotations
+
+import psycopg
+from confluent_kafka import Message
+
+from argus import kafka
+from argus.settings import Settings
+from schemas.events import Annotation, MediaUploaded, parse
+from sinks.runtime import SinkWriter
+from sinks.search import get_search_index
+
+
+class SearchSink(SinkWriter):
+    name = "search"
+
+    def __init__(self, settings: Settings, models: list[str]) -> None:
+        super().__init__(settings)
+        self.models = models
+        self.index = get_search_index(settings)
+
+    def topics(self) -> list[str]:
+        return [self.settings.topic(kafka.TOPIC_UPLOADED)] + [
+            self.settings.topic(kafka.annotations_topic(m)) for m in self.models
+        ]
+
+    def write(self, conn: psycopg.Connection, msgs: list[Message]) -> int:
+        uploaded_topic = self.settings.topic(kafka.TOPIC_UPLOADED)
+        uploads = [parse(m.value(), MediaUploaded) for m in msgs if m.topic() == uploaded_topic]
+        annotations = [parse(m.value(), Annotation) for m in msgs if m.topic() != uploaded_topic]
+        # uploads first so that a batch holding both creates the doc with its metadata
+        return self.index.upsert_assets(conn, uploads) + self.index.apply_annotations(conn, annotations)

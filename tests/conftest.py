@@ -1,0 +1,67 @@
+"""Session fixtures: ONE real embedded stack (SeaweedFS, tansu on durable S3 storage, PostgreSQL,
+Triton) on free loopback ports in a temp state dir; each test module gets its own database and
+topic prefix on it, so modules never see each other's assets or events."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from argus import db, kafka
+from argus.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    from argus.modelzoo.registry import pull_all
+    from argus.stack.manager import EmbeddedStack
+    from argus.stack.ports import settings_for_tests
+
+    settings = settings_for_tests(tmp_path_factory.mktemp("argus-state"))
+    settings.processor.retry_max_wait_s = 2.0
+    settings.kafka.session_timeout_ms = 3000
+    pull_all(settings)
+    stack = EmbeddedStack(settings)
+    stack.up()
+    try:
+        yield settings
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings: Settings):  # type: ignore[no-untyped-def]
+    from argus.stack.manager import EmbeddedStack
+
+    return EmbeddedStack(stack_settings)
+
+
+def isolated_settings(base: Settings, name: str) -> Settings:
+    """A copy of ``base`` with its own database and topic prefix (created + migrated)."""
+    name = re.sub(r"[^a-z0-9_]", "_", name.lower())[:40]
+    s = base.model_copy(deep=True)
+    s.postgres.database = name
+    s.kafka.topic_prefix = f"{name}."
+    admin_dsn = base.postgres_dsn
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db.migrate(s)
+    kafka.ensure_topics(s, kafka.all_topics(s, s.triton.models))
+    return s
+
+
+@pytest.fixture
+def env(stack_settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    return isolated_settings(stack_settings, f"t_{request.node.name}")
+
+
+@pytest.fixture(scope="session")
+def sample_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    from argus.samples import export_samples
+
+    return export_samples(tmp_path_factory.mktemp("samples"))
