@@ -200,10 +200,12 @@ def models_list() -> None:
     """Every model: task, source, licence, size, availability."""
     from argus.modelzoo.registry import list_models
 
-    rows = list_models(_settings())
-    table = Table(*rows[0].keys()) if rows else Table("model")
+    from dataclasses import asdict
+
+    rows = [asdict(r) for r in list_models(_settings())]
+    table = Table(*(rows[0].keys() if rows else ["model"]))
     for r in rows:
-        table.add_row(*(str(v) for v in r.values()))
+        table.add_row(*("" if v is None else str(v) for v in r.values()))
     console.print(table)
 
 
@@ -219,10 +221,12 @@ def models_pull() -> None:
 @models_app.command("verify")
 def models_verify() -> None:
     """Send a known input through Triton for every model and check the answer."""
-    from argus.modelzoo.registry import verify_all
+    from argus.modelzoo.registry import verify
 
-    ok = verify_all(_settings(), console)
-    raise typer.Exit(0 if ok else 1)
+    settings = _settings()
+    report = verify(settings, names=settings.triton.models)
+    console.print(str(report))
+    raise typer.Exit(0 if report.ok else 1)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def load_image(data: bytes, max_pixels: int) -> Image.Image:
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)  # reads the header only
+        img: Image.Image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)  # reads the header only
         width, height = img.size
         if width <= 0 or height <= 0:
             raise MediaDecodeError(f"invalid image size {width}x{height}")
@@ -87,7 +87,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if mode == "CMYK" and img.info.get("icc_profile"):
         try:  # the embedded profile gives the right colours; Pillow's plain conversion is naive
             src = ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"]))
-            return ImageCms.profileToProfile(img, src, _SRGB, outputMode="RGB")
+            converted = ImageCms.profileToProfile(img, src, _SRGB, outputMode="RGB")
+            if converted is not None:
+                return converted
         except (ImageCms.PyCMSError, OSError):
             pass
     try:

@@ -39,7 +39,10 @@ STAGES = [
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 ]
-BN = {"eps": 1e-3, "momentum": 0.01}  # TF defaults, as in lukemelas' port
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)  # TF defaults, as in lukemelas' port
 
 
 class SameConv(nn.Conv2d):
@@ -59,11 +62,11 @@ class MBConv(nn.Module):
         mid = cin * expand
         if expand != 1:
             self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
-            self._bn0 = nn.BatchNorm2d(mid, **BN)
+            self._bn0 = _bn(mid)
         self._depthwise_conv = SameConv(mid, mid, k, stride, groups=mid, bias=False)
-        self._bn1 = nn.BatchNorm2d(mid, **BN)
+        self._bn1 = _bn(mid)
         self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
-        self._bn2 = nn.BatchNorm2d(cout, **BN)
+        self._bn2 = _bn(cout)
         self.skip = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,14 +79,14 @@ class EfficientNetLite0(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self._conv_stem = SameConv(3, 32, 3, 2, bias=False)
-        self._bn0 = nn.BatchNorm2d(32, **BN)
+        self._bn0 = _bn(32)
         self._blocks = nn.ModuleList(
             MBConv(k, stride if i == 0 else 1, e, cin if i == 0 else cout, cout)
             for n, k, stride, e, cin, cout in STAGES
             for i in range(n)
         )
         self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
-        self._bn1 = nn.BatchNorm2d(1280, **BN)
+        self._bn1 = _bn(1280)
         self._fc = nn.Linear(1280, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ __all__ = [
     "get_spec",
     "list_models",
     "pull",
+    "pull_all",
     "repo_problems",
     "verify",
 ]
@@ -367,3 +368,8 @@ def verify(settings: Settings, triton_url: str | None = None, names: list[str] |
     finally:
         client.close()
     return VerifyReport(ok, lines)
+
+
+def pull_all(settings: Settings, force: bool = False) -> list[PullResult]:
+    """Pull every model the embedded Triton is configured to load."""
+    return [pull(settings, name, force=force) for name in settings.triton.models]

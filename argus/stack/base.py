@@ -234,8 +234,14 @@ class Service(ABC):
         if busy:
             self._log_note(f"not started: port(s) already in use on 127.0.0.1: {', '.join(busy)}")
             raise self._error(f"port(s) already in use on 127.0.0.1: {', '.join(busy)}")
-        self.prepare()
-        cmd = self.command()
+        try:
+            self.prepare()
+            cmd = self.command()
+        except ServiceStartError:
+            raise
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            # e.g. useradd/initdb could not run, binary missing: same error type for the CLI to show
+            raise self._error(f"could not prepare the server: {exc}") from exc
         self._log_note("starting: " + " ".join(cmd))
         with self.log_path.open("ab") as log:
             try:
