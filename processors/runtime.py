@@ -29,7 +29,7 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 from tenacity import retry, retry_if_exception_type, stop_never, wait_exponential
 from tritonclient.utils import InferenceServerException
 
-from argus import kafka
+from argus import faults, kafka
 from argus.imaging import MediaDecodeError
 from argus.settings import Settings
 from argus.storage import ObjectMissing, ObjectStore
@@ -153,6 +153,7 @@ class Processor:
             outputs.extend(self._annotations(chunk, outs))
 
         self._emit(outputs, dead)
+        faults.crash_point("processor.after_emit")  # outputs acked, offsets not yet committed
         offsets: dict[tuple[str, int], int] = {}
         for m in msgs:
             key = (m.topic(), m.partition())

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
-from argus import db, kafka
+from argus import db, faults, kafka
 from argus.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class SinkRunner:
                                updated_at = now()""",
                         [(self.writer.name, t, p, o) for (t, p), o in offsets.items()],
                     )
+                    faults.crash_point("sink.before_commit")  # rows + offsets written, not committed
                 break
             except psycopg.OperationalError as exc:
                 # PostgreSQL down or restarting: nothing was committed; retry the same batch
