@@ -198,9 +198,9 @@ def demo(
 @models_app.command("list")
 def models_list() -> None:
     """Every model: task, source, licence, size, availability."""
-    from argus.modelzoo.registry import list_models
-
     from dataclasses import asdict
+
+    from argus.modelzoo.registry import list_models
 
     rows = [asdict(r) for r in list_models(_settings())]
     table = Table(*(rows[0].keys() if rows else ["model"]))

@@ -6,12 +6,14 @@ Migrations are plain SQL applied in order inside one transaction each, recorded 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 
 from argus.settings import Settings
 
@@ -99,17 +101,18 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 
-def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:
+Conn = psycopg.Connection[DictRow]
+
+
+def connect(settings: Settings, *, autocommit: bool = False) -> Conn:
     conn = psycopg.connect(settings.postgres_dsn, autocommit=autocommit, row_factory=dict_row)
-    try:
-        register_vector(conn)
-    except psycopg.ProgrammingError:
-        pass  # extension not created yet (first migration creates it)
+    with contextlib.suppress(psycopg.ProgrammingError):
+        register_vector(conn)  # fails only before the first migration created the extension
     return conn
 
 
 @contextmanager
-def transaction(settings: Settings) -> Iterator[psycopg.Connection]:
+def transaction(settings: Settings) -> Iterator[Conn]:
     with connect(settings) as conn, conn.transaction():
         yield conn
 
@@ -117,7 +120,9 @@ def transaction(settings: Settings) -> Iterator[psycopg.Connection]:
 def migrate(settings: Settings) -> int:
     """Apply pending migrations; returns the schema version. Safe to call from many processes."""
     with connect(settings, autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz DEFAULT now())")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz DEFAULT now())"  # noqa: E501
+        )
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(7245501)")
             done = {r["version"] for r in conn.execute("SELECT version FROM schema_migrations")}
@@ -130,3 +135,10 @@ def migrate(settings: Settings) -> int:
 
         get_search_index(settings).ensure_schema()
         return max(v for v, _ in MIGRATIONS)
+
+
+def scalar(conn: Conn, query: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+    """The first column of the first row (queries that always return one row, e.g. count(*))."""
+    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+    assert row is not None, query
+    return next(iter(row.values()))

@@ -8,9 +8,10 @@ seeks to offsets stored in PostgreSQL, which is plain librdkafka API. See docs/a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from argus.settings import Settings
@@ -73,7 +74,7 @@ def ensure_topics(settings: Settings, topics: list[str], timeout: float = 15.0) 
         [NewTopic(t, num_partitions=settings.kafka.partitions, replication_factor=1) for t in missing],
         operation_timeout=timeout,
     )
-    for topic, fut in futures.items():
+    for fut in futures.values():
         try:
             fut.result()
         except KafkaException as exc:
@@ -89,3 +90,13 @@ def is_noise(msg: Message) -> bool:
     if err.code() != KafkaError._PARTITION_EOF:
         log.warning("consumer error: %s", err)
     return True
+
+
+def next_offsets(msgs: Iterable[Message]) -> list[TopicPartition]:
+    """The offsets to commit after ``msgs``: per partition, one past the highest offset seen."""
+    out: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        topic, partition, offset = m.topic(), m.partition(), m.offset()
+        assert topic is not None and partition is not None and offset is not None
+        out[(topic, partition)] = max(out.get((topic, partition), 0), offset + 1)
+    return [TopicPartition(t, p, o) for (t, p), o in out.items()]

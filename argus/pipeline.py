@@ -29,18 +29,17 @@ class Progress:
 
 def progress(settings: Settings, asset_ids: list[str], model: str) -> Progress:
     with db.connect(settings) as conn:
-        annotated = conn.execute(
-            "SELECT count(DISTINCT asset_id) AS n FROM annotations WHERE asset_id = ANY(%s) AND model=%s",
+        annotated = db.scalar(
+            conn, "SELECT count(DISTINCT asset_id) FROM annotations WHERE asset_id = ANY(%s) AND model=%s",
             (asset_ids, model),
-        ).fetchone()["n"]
-        indexed = conn.execute(
-            "SELECT count(*) AS n FROM search_docs WHERE asset_id = ANY(%s) AND models ? %s",
+        )
+        indexed = db.scalar(
+            conn, "SELECT count(*) FROM search_docs WHERE asset_id = ANY(%s) AND models ? %s", (asset_ids, model)
+        )
+        failed = db.scalar(
+            conn, "SELECT count(*) FROM asset_model_status WHERE asset_id = ANY(%s) AND model=%s AND status='failed'",
             (asset_ids, model),
-        ).fetchone()["n"]
-        failed = conn.execute(
-            "SELECT count(*) AS n FROM asset_model_status WHERE asset_id = ANY(%s) AND model=%s AND status='failed'",
-            (asset_ids, model),
-        ).fetchone()["n"]
+        )
     return Progress(len(asset_ids), annotated, indexed, failed)
 
 

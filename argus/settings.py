@@ -90,6 +90,8 @@ class LimitSettings(BaseModel):
 
 
 class ProcessorSettings(BaseModel):
+    instances: int = 1  # processes per model in the consumer group (<= partitions)
+    infer_concurrency: int = 2  # a batch goes to Triton as this many parallel requests (one per instance)
     batch_size: int = 16
     batch_timeout_ms: int = 50
     retry_max_wait_s: float = 30.0  # backoff cap while Triton/S3 are unreachable (retried forever, never dropped)

@@ -66,7 +66,9 @@ class ObjectStore:
             resp.release_conn()
 
     def presigned_url(self, key: str, filename: str | None = None) -> str:
-        headers = {"response-content-disposition": f'inline; filename="{filename}"'} if filename else None
+        headers: dict[str, str | list[str] | tuple[str]] | None = (
+            {"response-content-disposition": f'inline; filename="{filename}"'} if filename else None
+        )
         return self.client.presigned_get_object(
             self.bucket,
             key,

@@ -7,6 +7,7 @@ processors wait, never drop work.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -50,10 +51,8 @@ class TritonClient:
     def _reset(self) -> None:
         c = getattr(self._local, "client", None)
         if c is not None:
-            try:
+            with contextlib.suppress(Exception):  # the connection is being discarded anyway
                 c.close()
-            except Exception:  # noqa: BLE001 - the connection is being discarded anyway
-                pass
             self._local.client = None
 
     def is_ready(self, model: str) -> bool:

@@ -18,14 +18,15 @@ import base64
 import logging
 import signal
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message
 from tenacity import retry, retry_if_exception_type, stop_never, wait_exponential
 from tritonclient.utils import InferenceServerException
 
@@ -77,6 +78,14 @@ class _Retryable(Exception):
     pass
 
 
+@dataclass
+class _Batch:
+    msgs: list[Message]
+    started: float
+    events: list[tuple[Message, MediaUploaded, Future[list[Item] | Exception]]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
 class Processor:
     def __init__(self, settings: Settings, handler: ModelHandler) -> None:
         self.settings = settings
@@ -89,8 +98,11 @@ class Processor:
         self.store = ObjectStore(settings)
         self.triton = TritonClient(settings)
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"fetch-{handler.model}")
+        self.infer_pool = ThreadPoolExecutor(max_workers=max(1, settings.processor.infer_concurrency),
+                                             thread_name_prefix=f"infer-{handler.model}")
         self.stop_event = threading.Event()
-        self.stats = {"annotations": 0, "dead_letters": 0, "batches": 0}
+        self.stats: dict[str, float] = {"annotations": 0, "dead_letters": 0, "batches": 0}
+        self.stage_s: dict[str, float] = {"fetch_decode": 0.0, "infer": 0.0, "emit": 0.0, "commit": 0.0}
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -100,16 +112,24 @@ class Processor:
         self.consumer.subscribe([self.in_topic])
         log.info("%s consuming %s (group %s)", self.stage, self.in_topic, self.group)
         cfg = self.settings.processor
+        # Two batches in flight: while batch k is on Triton, batch k+1 is fetched and decoded on the
+        # pool. Batches still finish (emit + commit) strictly in order.
+        pending: _Batch | None = None
         try:
             while not self.stop_event.is_set():
                 msgs = self.consumer.consume(num_messages=cfg.batch_size, timeout=cfg.batch_timeout_ms / 1000)
                 msgs = [m for m in msgs if not kafka.is_noise(m)]
-                if msgs:
-                    self.process_batch(msgs)
+                started = self.start_batch(msgs) if msgs else None
+                if pending is not None:
+                    self.finish_batch(pending)
+                pending = started
+            if pending is not None:
+                self.finish_batch(pending)
         finally:
             self.consumer.close()
             self.producer.flush(10)
             self.pool.shutdown(wait=False, cancel_futures=True)
+            self.infer_pool.shutdown(wait=False, cancel_futures=True)
             self.triton.close()
 
     def stop(self, *_: Any) -> None:
@@ -121,49 +141,59 @@ class Processor:
 
     # -- one batch -----------------------------------------------------------------------
     def process_batch(self, msgs: Sequence[Message]) -> None:
-        outputs: list[tuple[str, bytes]] = []  # (key, value) for the annotation topic
-        dead: list[DeadLetter] = []
-        events: list[tuple[Message, MediaUploaded]] = []
+        self.finish_batch(self.start_batch(msgs))
+
+    def start_batch(self, msgs: Sequence[Message]) -> _Batch:
+        """Parse the records and start fetching + decoding their media on the pool (non-blocking)."""
+        batch = _Batch(list(msgs), time.perf_counter())
         for m in msgs:
             try:
                 ev = parse(m.value(), MediaUploaded)
             except SchemaError as exc:
-                dead.append(self._dead_letter(m, exc, None))
+                batch.dead.append(self._dead_letter(m, exc, None))
                 continue
             if ev.media_type in self.handler.media_types:
-                events.append((m, ev))
+                batch.events.append((m, ev, self.pool.submit(self._fetch_prepare, ev)))
+        return batch
 
+    def finish_batch(self, batch: _Batch) -> None:
+        """Infer, emit, and commit the batch's offsets once every output is acknowledged."""
+        outputs: list[tuple[str, bytes]] = []  # (key, value) for the annotation topic
+        dead = batch.dead
+        t0 = time.perf_counter()
         items: list[Item] = []
-        for (m, ev), result in zip(events, self.pool.map(self._fetch_prepare, [e for _, e in events]), strict=True):
+        for m, ev, fut in batch.events:
+            result = fut.result()
             if isinstance(result, Exception):
                 dead.append(self._dead_letter(m, result, ev))
             else:
                 items.extend(result)
 
-        for start in range(0, len(items), self.handler.max_batch):
-            chunk = items[start : start + self.handler.max_batch]
-            try:
-                outs = self._infer(chunk)
-            except InferenceServerException as exc:
-                # Triton answered but rejected this input: isolate the culprit(s) one by one
-                outputs_ok, dead_more = self._infer_individually(chunk, exc)
-                outputs.extend(outputs_ok)
-                dead.extend(dead_more)
-                continue
-            outputs.extend(self._annotations(chunk, outs))
+        t1 = time.perf_counter()
+        for outs_ok, dead_more in self.infer_pool.map(self._infer_chunk, self._chunks(items)):
+            outputs.extend(outs_ok)
+            dead.extend(dead_more)
 
+        t2 = time.perf_counter()
         self._emit(outputs, dead)
+        t3 = time.perf_counter()
         faults.crash_point("processor.after_emit")  # outputs acked, offsets not yet committed
-        offsets: dict[tuple[str, int], int] = {}
-        for m in msgs:
-            key = (m.topic(), m.partition())
-            offsets[key] = max(offsets.get(key, -1), m.offset() + 1)
-        self.consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
-        )
+        try:
+            self.consumer.commit(offsets=kafka.next_offsets(batch.msgs), asynchronous=False)
+        except KafkaException as exc:
+            # e.g. the partitions moved to another member meanwhile: the records will be redelivered
+            # there, and the sinks deduplicate the annotations already emitted
+            log.warning("%s: offset commit failed (%s); records will be redelivered", self.stage, exc)
+        t4 = time.perf_counter()
+        for k, v in zip(self.stage_s, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            self.stage_s[k] += v
         self.stats["batches"] += 1
         self.stats["annotations"] += len(outputs)
         self.stats["dead_letters"] += len(dead)
+        if self.stats["batches"] % 10 == 0:
+            log.info("%s: %d batches, %d annotations, %d dead letters; seconds per stage %s", self.stage,
+                     self.stats["batches"], self.stats["annotations"], self.stats["dead_letters"],
+                     {k: round(v, 2) for k, v in self.stage_s.items()})
 
     def _fetch_prepare(self, ev: MediaUploaded) -> list[Item] | Exception:
         try:
@@ -175,6 +205,21 @@ class Processor:
     @retry(retry=retry_if_exception_type(OSError), wait=wait_exponential(0.2, max=30), stop=stop_never)
     def _fetch(self, ev: MediaUploaded) -> bytes:
         return self.store.get(ev.object_key, bucket=ev.bucket)
+
+    def _chunks(self, items: list[Item]) -> list[list[Item]]:
+        """Split a batch into parallel Triton requests (one per model instance), each <= max_batch."""
+        if not items:
+            return []
+        n = max(self.settings.processor.infer_concurrency, -(-len(items) // self.handler.max_batch))
+        size = -(-len(items) // n)
+        return [items[i : i + size] for i in range(0, len(items), size)]
+
+    def _infer_chunk(self, chunk: list[Item]) -> tuple[list[tuple[str, bytes]], list[DeadLetter]]:
+        try:
+            return self._annotations(chunk, self._infer(chunk)), []
+        except InferenceServerException as exc:
+            # Triton answered but rejected this input: isolate the culprit(s) one by one
+            return self._infer_individually(chunk, exc)
 
     def _infer(self, chunk: list[Item]) -> dict[str, np.ndarray]:
         names = chunk[0].row.keys()
@@ -215,9 +260,8 @@ class Processor:
     def _dead_letter(self, m: Message | None, exc: Exception, ev: MediaUploaded | None) -> DeadLetter:
         where = f"{m.topic()}/{m.partition()}/{m.offset()}" if m is not None else ""
         ident = ev.asset_id if ev is not None else where
-        raw = None
-        if ev is None and m is not None and m.value() is not None:
-            raw = base64.b64encode(m.value()[:4096]).decode()
+        value = m.value() if m is not None else None
+        raw = base64.b64encode(value[:4096]).decode() if ev is None and value else None
         log.warning("%s dead-letter %s: %s", self.stage, ident[:16], exc)
         return DeadLetter(
             event_id=f"dlq-{self.handler.model}-{ident}",

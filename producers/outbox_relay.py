@@ -8,6 +8,7 @@ out when it is back. LISTEN/NOTIFY wakes the relay at once; a poll covers missed
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -52,7 +53,7 @@ class OutboxRelay:
                     key=r["key"].encode(),
                     value=bytes(r["payload"]),
                     headers={"event_id": r["event_id"]},
-                    on_delivery=lambda err, msg, rid=r["id"]: on_delivery(err, msg, rid),
+                    on_delivery=functools.partial(on_delivery, row_id=r["id"]),
                 )
             remaining = self.producer.flush(15)
             if acked:

@@ -7,11 +7,11 @@ the model already succeeded for that asset (a late duplicate failure never hides
 
 from __future__ import annotations
 
-import psycopg
 from confluent_kafka import Message
 from psycopg.types.json import Jsonb
 
 from argus import kafka
+from argus.db import Conn
 from schemas.events import Annotation, DeadLetter, parse
 from sinks.runtime import SinkWriter
 
@@ -28,7 +28,7 @@ class PostgresSink(SinkWriter):
             self.settings.topic(kafka.TOPIC_DLQ)
         ]
 
-    def write(self, conn: psycopg.Connection, msgs: list[Message]) -> int:
+    def write(self, conn: Conn, msgs: list[Message]) -> int:
         dlq = self.settings.topic(kafka.TOPIC_DLQ)
         applied = 0
         for m in msgs:
@@ -39,7 +39,7 @@ class PostgresSink(SinkWriter):
         return applied
 
     @staticmethod
-    def _annotation(conn: psycopg.Connection, a: Annotation) -> int:
+    def _annotation(conn: Conn, a: Annotation) -> int:
         cur = conn.execute(
             """INSERT INTO annotations (annotation_id, asset_id, model, model_version, keyframe_ms, payload,
                                         produced_at)
@@ -59,7 +59,7 @@ class PostgresSink(SinkWriter):
         return 1
 
     @staticmethod
-    def _dead_letter(conn: psycopg.Connection, d: DeadLetter) -> int:
+    def _dead_letter(conn: Conn, d: DeadLetter) -> int:
         cur = conn.execute(
             """INSERT INTO dead_letters (event_id, stage, reason, error_type, asset_id, model, source_topic,
                                          source_partition, source_offset, raw_value, created_at)

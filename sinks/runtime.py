@@ -42,7 +42,7 @@ class SinkWriter(ABC):
     def topics(self) -> list[str]: ...
 
     @abstractmethod
-    def write(self, conn: psycopg.Connection, msgs: list[Message]) -> int:
+    def write(self, conn: db.Conn, msgs: list[Message]) -> int:
         """Apply a batch inside the open transaction; return how many records had an effect.
         Raise for a record that cannot be applied (the runtime then isolates it)."""
 
@@ -54,7 +54,7 @@ class SinkRunner:
         self.batch_size = batch_size
         self.group = f"argus-sink-{writer.name}"
         self.stop_event = threading.Event()
-        self.conn: psycopg.Connection | None = None
+        self.conn: db.Conn | None = None
         self.stats = {"applied": 0, "batches": 0, "dead_letters": 0}
 
     # -- assignment: seek to what PostgreSQL says ---------------------------------------------
@@ -104,7 +104,7 @@ class SinkRunner:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
 
-    def _connection(self) -> psycopg.Connection:
+    def _connection(self) -> db.Conn:
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.conn = db.connect(self.settings)
         return self.conn
@@ -116,13 +116,13 @@ class SinkRunner:
                 conn = self._connection()
                 with conn.transaction():
                     applied = self._write_isolating_failures(conn, msgs)
-                    offsets = _next_offsets(msgs)
+                    offsets = kafka.next_offsets(msgs)
                     conn.cursor().executemany(
                         """INSERT INTO sink_offsets (sink, topic, partition, next_offset) VALUES (%s,%s,%s,%s)
                            ON CONFLICT (sink, topic, partition) DO UPDATE
                            SET next_offset = GREATEST(sink_offsets.next_offset, EXCLUDED.next_offset),
                                updated_at = now()""",
-                        [(self.writer.name, t, p, o) for (t, p), o in offsets.items()],
+                        [(self.writer.name, tp.topic, tp.partition, tp.offset) for tp in offsets],
                     )
                     faults.crash_point("sink.before_commit")  # rows + offsets written, not committed
                 break
@@ -138,11 +138,9 @@ class SinkRunner:
                 backoff = min(backoff * 2, self.settings.processor.retry_max_wait_s)
         self.stats["applied"] += applied
         self.stats["batches"] += 1
-        self.consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True
-        )
+        self.consumer.commit(offsets=offsets, asynchronous=True)
 
-    def _write_isolating_failures(self, conn: psycopg.Connection, msgs: list[Message]) -> int:
+    def _write_isolating_failures(self, conn: db.Conn, msgs: list[Message]) -> int:
         try:
             with conn.transaction():  # savepoint: a poison record must not abort the whole batch
                 return self.writer.write(conn, msgs)
@@ -161,7 +159,7 @@ class SinkRunner:
                 self._dead_letter(conn, m, exc)
         return applied
 
-    def _dead_letter(self, conn: psycopg.Connection, m: Message, exc: Exception) -> None:
+    def _dead_letter(self, conn: db.Conn, m: Message, exc: Exception) -> None:
         self.stats["dead_letters"] += 1
         where = f"{m.topic()}/{m.partition()}/{m.offset()}"
         log.warning("sink %s dead-letter %s: %s", self.writer.name, where, exc)
@@ -173,11 +171,3 @@ class SinkRunner:
             (f"dlq-sink-{self.writer.name}-{where}", f"sink:{self.writer.name}", str(exc)[:2000],
              type(exc).__name__, m.topic(), m.partition(), m.offset(), raw),
         )
-
-
-def _next_offsets(msgs: list[Message]) -> dict[tuple[str, int], int]:
-    out: dict[tuple[str, int], int] = {}
-    for m in msgs:
-        key = (m.topic(), m.partition())
-        out[key] = max(out.get(key, 0), m.offset() + 1)
-    return out

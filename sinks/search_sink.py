@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import psycopg
 from confluent_kafka import Message
 
 from argus import kafka
+from argus.db import Conn
 from argus.settings import Settings
 from schemas.events import Annotation, MediaUploaded, parse
 from sinks.runtime import SinkWriter
@@ -25,7 +25,7 @@ class SearchSink(SinkWriter):
             self.settings.topic(kafka.annotations_topic(m)) for m in self.models
         ]
 
-    def write(self, conn: psycopg.Connection, msgs: list[Message]) -> int:
+    def write(self, conn: Conn, msgs: list[Message]) -> int:
         uploaded_topic = self.settings.topic(kafka.TOPIC_UPLOADED)
         uploads = [parse(m.value(), MediaUploaded) for m in msgs if m.topic() == uploaded_topic]
         annotations = [parse(m.value(), Annotation) for m in msgs if m.topic() != uploaded_topic]

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
+from argus.db import Conn
 from schemas.events import Annotation, MediaUploaded
 
 FACET_FIELDS = ("labels", "media_type", "source", "collection")
@@ -70,10 +69,10 @@ class SearchIndex(ABC):
     def ensure_schema(self) -> None: ...
 
     @abstractmethod
-    def upsert_assets(self, tx: psycopg.Connection, events: list[MediaUploaded]) -> int: ...
+    def upsert_assets(self, tx: Conn, events: list[MediaUploaded]) -> int: ...
 
     @abstractmethod
-    def apply_annotations(self, tx: psycopg.Connection, events: list[Annotation]) -> int: ...
+    def apply_annotations(self, tx: Conn, events: list[Annotation]) -> int: ...
 
     @abstractmethod
     def search(self, query: SearchQuery) -> SearchResult: ...

@@ -11,11 +11,11 @@ import re
 from typing import Any
 
 import numpy as np
-import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from argus import db
+from argus.db import Conn
 from argus.settings import Settings
 from schemas.events import Annotation, ImageClassification, MediaUploaded
 from sinks.search.interface import Hit, SearchIndex, SearchQuery, SearchResult, is_newer
@@ -68,7 +68,7 @@ class PostgresSearchIndex(SearchIndex):
             conn.execute(SCHEMA)  # type: ignore[arg-type]
 
     @staticmethod
-    def _ensure_vector_table(tx: psycopg.Connection, model: str, dim: int) -> None:
+    def _ensure_vector_table(tx: Conn, model: str, dim: int) -> None:
         t = vector_table(model)
         tx.execute(
             sql.SQL(
@@ -84,7 +84,7 @@ class PostgresSearchIndex(SearchIndex):
         )
 
     # -- writes (inside the sink's transaction) ---------------------------------------------
-    def upsert_assets(self, tx: psycopg.Connection, events: list[MediaUploaded]) -> int:
+    def upsert_assets(self, tx: Conn, events: list[MediaUploaded]) -> int:
         for e in events:
             tx.execute(
                 """INSERT INTO search_docs (asset_id, media_type, content_type, filename, title, description,
@@ -100,7 +100,7 @@ class PostgresSearchIndex(SearchIndex):
             )
         return len(events)
 
-    def apply_annotations(self, tx: psycopg.Connection, events: list[Annotation]) -> int:
+    def apply_annotations(self, tx: Conn, events: list[Annotation]) -> int:
         applied = 0
         for a in events:
             row = tx.execute(
@@ -185,15 +185,16 @@ class PostgresSearchIndex(SearchIndex):
         head_params = ([q.text, q.text] if has_text else []) + params + [q.limit, q.offset]
         with db.connect(self.settings) as conn:
             rows = conn.execute(query, head_params).fetchall()
-            total = conn.execute(sql.SQL("SELECT count(*) AS n FROM search_docs WHERE {w}").format(w=where),
-                                 params).fetchone()["n"]
+            total_row = conn.execute(sql.SQL("SELECT count(*) AS n FROM search_docs WHERE {w}").format(w=where),
+                                     params).fetchone()
+            total = total_row["n"] if total_row else 0
             facets = {f: self._facet(conn, f, where, params, q.facet_size) for f in q.facets}
         hits = [Hit(r["asset_id"], float(r["score"]), r["filename"], r["title"], r["media_type"],
                     list(r["labels"]), r["highlight"]) for r in rows]
         return SearchResult(total=total, hits=hits, facets=facets)
 
     @staticmethod
-    def _facet(conn: psycopg.Connection, field: str, where: sql.Composable, params: list[Any],
+    def _facet(conn: Conn, field: str, where: sql.Composable, params: list[Any],
                size: int) -> dict[str, int]:
         value = sql.SQL("unnest(labels)") if field == "labels" else sql.Identifier(field)
         rows = conn.execute(
@@ -235,7 +236,7 @@ class PostgresSearchIndex(SearchIndex):
 
     def count(self) -> int:
         with db.connect(self.settings) as conn:
-            return conn.execute("SELECT count(*) AS n FROM search_docs WHERE models <> '{}'").fetchone()["n"]
+            return int(db.scalar(conn, "SELECT count(*) FROM search_docs WHERE models <> '{}'"))
 
     def get(self, asset_id: str) -> dict[str, Any] | None:
         with db.connect(self.settings) as conn:
