@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from api.deps import settings_of
+from api.routers import ROUTERS
 from argus import db
 from argus.settings import Settings, get_settings
 from argus.storage import ObjectStore
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = ObjectStore(settings)
     app.state.ingestor = Ingestor(settings, app.state.store)
     app.include_router(upload_router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

@@ -112,7 +112,7 @@ def run_sink(name: str) -> None:
     writers = {"postgres": PostgresSink, "search": SearchSink}
     if name not in writers:
         raise typer.BadParameter(f"unknown sink {name!r}; choose from {', '.join(writers)}")
-    runner = SinkRunner(settings, writers[name](settings, settings.triton.models))
+    runner = SinkRunner(settings, writers[name](settings, settings.models))
     runner.install_signal_handlers()
     runner.run()
 
@@ -224,7 +224,7 @@ def models_verify() -> None:
     from argus.modelzoo.registry import verify
 
     settings = _settings()
-    report = verify(settings, names=settings.triton.models)
+    report = verify(settings, names=settings.triton_models)
     console.print(str(report))
     raise typer.Exit(0 if report.ok else 1)
 

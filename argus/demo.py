@@ -29,7 +29,7 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
     pull_all(settings)
     stack.up()
     db.migrate(settings)
-    kafka.ensure_topics(settings, kafka.all_topics(settings, settings.triton.models))
+    kafka.ensure_topics(settings, kafka.all_topics(settings, settings.models))
 
     workers = default_workers(settings)
     if keep_serving:

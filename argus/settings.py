@@ -67,7 +67,8 @@ class TritonSettings(BaseModel):
     url: str | None = None  # host:port of Triton's HTTP endpoint; None -> embedded
     timeout_s: float = 60.0
     model_config_name: str = "cpu"  # configs/<name>.pbtxt; production uses config.pbtxt
-    models: list[str] = Field(default_factory=lambda: ["efficientnet_lite0"])  # loaded by the embedded server
+    # models the embedded server loads; None -> every model in Settings.models with a triton_repo folder
+    models: list[str] | None = None
 
 
 class LimitSettings(BaseModel):
@@ -111,6 +112,8 @@ class Settings(BaseSettings):
     triton: TritonSettings = Field(default_factory=TritonSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    # annotation models whose processors run (each: a processors/handlers entry; most also a triton_repo folder)
+    models: list[str] = Field(default_factory=lambda: ["efficientnet_lite0"])
     search_backend: str = "postgres"
     api_keys: list[str] = Field(default_factory=lambda: ["dev-key"])
 
@@ -135,6 +138,12 @@ class Settings(BaseSettings):
     @property
     def triton_url(self) -> str:
         return self.triton.url or f"127.0.0.1:{self.ports.triton_http}"
+
+    @property
+    def triton_models(self) -> list[str]:
+        if self.triton.models is not None:
+            return self.triton.models
+        return [m for m in self.models if (self.triton_repo / m / "config.pbtxt").exists()]
 
     @property
     def triton_repo(self) -> Path:

@@ -29,7 +29,7 @@ class Worker:
 
 def default_workers(settings: Settings, api: bool = False) -> list[Worker]:
     ws = [Worker("relay", ["run", "relay"])]
-    for m in settings.triton.models:
+    for m in settings.models:
         ws += [Worker(f"processor-{m}" + (f"-{i}" if i else ""), ["run", "processor", m])
                for i in range(settings.processor.instances)]
     ws += [Worker("sink-postgres", ["run", "sink", "postgres"]), Worker("sink-search", ["run", "sink", "search"])]

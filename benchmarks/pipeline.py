@@ -131,7 +131,7 @@ def run(n: int, batch: int, console: Console, instances: int = 1) -> dict[str, f
         stack.up()
         try:
             db.migrate(settings)
-            kafka.ensure_topics(settings, kafka.all_topics(settings, settings.triton.models))
+            kafka.ensure_topics(settings, kafka.all_topics(settings, settings.models))
             ing = Ingestor(settings)
 
             sup = Supervisor(settings, default_workers(settings))

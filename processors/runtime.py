@@ -65,6 +65,11 @@ class ModelHandler(ABC):
     @abstractmethod
     def version(self) -> str: ...
 
+    def infer(self, triton: TritonClient, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One batched inference. Triton by default; an algorithmic step (e.g. a perceptual hash)
+        overrides this and computes locally, keeping the rest of the runtime."""
+        return triton.infer(self.model, inputs, self.outputs)
+
     @abstractmethod
     def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
         """Decode the original into model input rows; raise MediaDecodeError for bad media."""
@@ -224,7 +229,7 @@ class Processor:
     def _infer(self, chunk: list[Item]) -> dict[str, np.ndarray]:
         names = chunk[0].row.keys()
         inputs = {n: np.stack([it.row[n] for it in chunk]) for n in names}
-        return self.triton.infer(self.handler.model, inputs, self.handler.outputs)
+        return self.handler.infer(self.triton, inputs)
 
     def _infer_individually(
         self, chunk: list[Item], batch_error: Exception

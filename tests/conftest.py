@@ -51,7 +51,7 @@ def isolated_settings(base: Settings, name: str) -> Settings:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     db.migrate(s)
-    kafka.ensure_topics(s, kafka.all_topics(s, s.triton.models))
+    kafka.ensure_topics(s, kafka.all_topics(s, s.models))
     return s
 
 

@@ -372,4 +372,4 @@ def verify(settings: Settings, triton_url: str | None = None, names: list[str] |
 
 def pull_all(settings: Settings, force: bool = False) -> list[PullResult]:
     """Pull every model the embedded Triton is configured to load."""
-    return [pull(settings, name, force=force) for name in settings.triton.models]
+    return [pull(settings, name, force=force) for name in settings.triton_models]

@@ -78,7 +78,7 @@ class TritonService(Service):
             "--model-control-mode=explicit",
             f"--model-config-name={self.settings.triton.model_config_name}",
         ]
-        args += [f"--load-model={model}" for model in self.settings.triton.models]
+        args += [f"--load-model={model}" for model in self.settings.triton_models]
         return args
 
     def env(self) -> dict[str, str]:
@@ -91,7 +91,7 @@ class TritonService(Service):
 
     def prepare(self) -> None:
         repo = self.settings.triton_repo
-        missing = [m for m in self.settings.triton.models if not (repo / m).is_dir()]
+        missing = [m for m in self.settings.triton_models if not (repo / m).is_dir()]
         if missing:
             raise self._error(f"model(s) {', '.join(missing)} not found in the model repository {repo}")
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -129,7 +129,7 @@ class TritonService(Service):
         if status != 200:
             self._last_health_error = f"/v2/health/ready returned {status}"
             return False
-        for model in self.settings.triton.models:
+        for model in self.settings.triton_models:
             status = self._get(f"/v2/models/{model}/ready")
             if status != 200:
                 self._last_health_error = f"model {model!r} not ready (HTTP {status})"
