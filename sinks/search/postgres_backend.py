@@ -17,7 +17,8 @@ from psycopg.types.json import Jsonb
 from argus import db
 from argus.db import Conn
 from argus.settings import Settings
-from schemas.events import Annotation, ImageClassification, MediaUploaded
+from schemas.events import Annotation, MediaUploaded
+from sinks.search.fields import search_fields
 from sinks.search.interface import Hit, SearchIndex, SearchQuery, SearchResult, is_newer
 
 _MODEL_RE = re.compile(r"^[a-z0-9_]{1,40}$")
@@ -112,31 +113,33 @@ class PostgresSearchIndex(SearchIndex):
                 models: dict[str, Any] = {}
             else:
                 models = dict(row["models"])
+            f = search_fields(a.payload)
             entry = {
                 "version": a.model_version,
                 "produced_at": a.occurred_at.isoformat(),
                 "annotation_id": a.annotation_id,
-                "labels": [],
+                "labels": f.labels,
+                "text": f.text,
+                "numeric": f.numeric,
             }
-            p = a.payload
-            if isinstance(p, ImageClassification):
-                entry["labels"] = [lb.name.lower() for lb in p.labels]
-                self._ensure_vector_table(tx, a.model, p.embedding_dim)
+            if f.embedding is not None:
+                self._ensure_vector_table(tx, a.model, len(f.embedding))
                 tx.execute(
                     sql.SQL(
                         """INSERT INTO {t} (asset_id, model_version, embedding) VALUES (%s,%s,%s)
                            ON CONFLICT (asset_id, model_version) DO UPDATE SET embedding=EXCLUDED.embedding"""
                     ).format(t=vector_table(a.model)),
-                    (a.asset_id, a.model_version, np.asarray(p.embedding, dtype=np.float32)),
+                    (a.asset_id, a.model_version, np.asarray(f.embedding, dtype=np.float32)),
                 )
             if not is_newer(models.get(a.model), entry):
                 continue
             models[a.model] = entry
             labels = sorted({lb for m in models.values() for lb in m["labels"]})
+            text = " ".join([*labels, *(m.get("text", "") for m in models.values())]).strip()
             tx.execute(
                 """UPDATE search_docs SET models=%s, labels=%s, labels_text=%s, updated_at=now()
                    WHERE asset_id=%s""",
-                (Jsonb(models), labels, " ".join(labels), a.asset_id),
+                (Jsonb(models), labels, text, a.asset_id),
             )
             applied += 1
         return applied
