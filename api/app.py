@@ -3,52 +3,21 @@ downloads by presigned URL, and the HTTP upload producer."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 
 from api.deps import settings_of
 from api.routers import ROUTERS
+from api.security import install_security
 from argus import db
 from argus.settings import Settings, get_settings
 from argus.storage import ObjectStore
 from producers.http_upload import router as upload_router
 from producers.ingest import Ingestor
 from sinks.search import get_search_index
-from sinks.search.interface import FACET_FIELDS, Hit, SearchQuery
-
-
-class HitOut(BaseModel):
-    asset_id: str
-    score: float
-    filename: str | None
-    title: str | None
-    media_type: str | None
-    labels: list[str]
-    highlight: str | None = None
-    card_url: str
-
-
-class SearchOut(BaseModel):
-    total: int
-    limit: int
-    offset: int
-    hits: list[HitOut]
-    facets: dict[str, dict[str, int]]
-
-
-def _hits(request: Request, hits: list[Hit]) -> list[HitOut]:
-    return [
-        HitOut(**{k: getattr(h, k) for k in ("asset_id", "score", "filename", "title", "media_type", "labels",
-                                             "highlight")},
-               card_url=str(request.url_for("asset_card", asset_id=h.asset_id)))
-        for h in hits
-    ]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.index = get_search_index(settings)
     app.state.store = ObjectStore(settings)
     app.state.ingestor = Ingestor(settings, app.state.store)
+    install_security(app, settings)  # hashed keys + scopes, size and rate limits (api/security.py)
     app.include_router(upload_router)
     for router in ROUTERS:
         app.include_router(router)
@@ -79,34 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/search", response_model=SearchOut, tags=["search"])
-    async def search(
-        request: Request,
-        q: str | None = Query(None, max_length=500, description="web-search syntax: words, \"phrases\", -not, or"),
-        media_type: str | None = Query(None, pattern="^(image|video)$"),
-        label: list[str] = Query(default_factory=list, description="every label must be present"),
-        source: str | None = None,
-        collection: str | None = None,
-        uploaded_from: datetime | None = None,
-        uploaded_to: datetime | None = None,
-        limit: int = Query(20, ge=1, le=200),
-        offset: int = Query(0, ge=0, le=10000),
-    ) -> SearchOut:
-        query = SearchQuery(text=q, media_type=media_type, labels=tuple(label), source=source,
-                            collection=collection, uploaded_from=uploaded_from, uploaded_to=uploaded_to,
-                            limit=limit, offset=offset, facets=FACET_FIELDS)
-        result = await run_in_threadpool(request.app.state.index.search, query)
-        return SearchOut(total=result.total, limit=limit, offset=offset, hits=_hits(request, result.hits),
-                         facets=result.facets)
-
-    @app.get("/v1/assets/{asset_id}/similar", response_model=list[HitOut], tags=["search"])
-    async def similar(request: Request, asset_id: str, model: str = "efficientnet_lite0",
-                      k: int = Query(10, ge=1, le=100)) -> list[HitOut]:
-        try:
-            hits = await run_in_threadpool(request.app.state.index.similar, asset_id, model, k)
-        except (LookupError, ValueError) as exc:
-            raise HTTPException(404, str(exc)) from None
-        return _hits(request, hits)
+    # /v1/search and /v1/assets/{id}/similar live in api/search_routes.py (with the other search endpoints)
 
     @app.get("/v1/assets/{asset_id}", name="asset_card", tags=["assets"])
     def asset_card(request: Request, asset_id: str) -> dict[str, Any]:
@@ -147,4 +90,10 @@ def load_card(settings: Settings, asset_id: str) -> dict[str, Any] | None:
         p = a["payload"]
         if isinstance(p, dict) and "embedding" in p:
             p["embedding"] = f"<{len(p['embedding'])} floats>"
-    return {"asset": dict(asset), "models": [dict(s) for s in status], "annotations": [dict(a) for a in anns]}
+        if isinstance(p, dict) and p.get("kind") == "perceptual_hash" and p.get("frames"):
+            p["frames"] = f"<{len(p['frames'])} frame hashes>"
+    card = {"asset": dict(asset), "models": [dict(s) for s in status], "annotations": [dict(a) for a in anns]}
+    from argus.ndd.card import near_duplicates_for_card
+
+    card["near_duplicates"] = near_duplicates_for_card(settings, asset_id)
+    return card

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Callable
 
 from fastapi import Header, HTTPException, Request
 
+from argus.auth import KeyStore, Principal
 from argus.settings import Settings
 
 
@@ -13,8 +14,29 @@ def settings_of(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
+def _principal(request: Request, x_api_key: str | None) -> Principal | None:
+    principal: Principal | None = getattr(request.state, "principal", None)  # set by api.security
+    if principal is None and x_api_key:
+        keys = getattr(request.app.state, "keys", None)
+        if keys is None:  # an app built without api.security.install_security
+            keys = request.app.state.keys = KeyStore(settings_of(request))
+        principal = keys.authenticate(x_api_key)
+    return principal
+
+
+def require_scope(scope: str) -> Callable[..., None]:
+    """Dependency: a valid X-API-Key whose scopes include ``scope`` (admin includes every scope)."""
+
+    def check(request: Request, x_api_key: str | None = Header(default=None)) -> None:
+        principal = _principal(request, x_api_key)
+        if principal is None:
+            raise HTTPException(status_code=401, detail="missing or invalid X-API-Key")
+        if not principal.allows(scope):
+            raise HTTPException(status_code=403, detail=f"this API key lacks the {scope!r} scope")
+
+    return check
+
+
 def require_api_key(request: Request, x_api_key: str | None = Header(default=None)) -> None:
-    """Write endpoints need a key (X-API-Key); compared in constant time."""
-    keys = settings_of(request).api_keys
-    if not x_api_key or not any(hmac.compare_digest(x_api_key, k) for k in keys):
-        raise HTTPException(status_code=401, detail="missing or invalid X-API-Key")
+    """Upload endpoints: a key with the upload (or admin) scope. Keys are stored hashed (argus/auth.py)."""
+    require_scope("upload")(request, x_api_key)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from argus.ndd.cli import app as ndd_app
 from argus.settings import Settings, get_settings
 
 app = typer.Typer(help="Argus: event-driven media annotation and retrieval.", no_args_is_help=True)
@@ -17,6 +18,7 @@ run_app = typer.Typer(help="Run one long-lived worker in the foreground.", no_ar
 models_app = typer.Typer(help="Model weights, Triton repository and verification.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 app.add_typer(models_app, name="models")
+app.add_typer(ndd_app, name="ndd")  # near-duplicate search (argus/ndd/cli.py)
 console = Console()
 
 
@@ -26,6 +28,9 @@ def _settings() -> Settings:
 
 def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from argus.redact import install_redaction
+
+    install_redaction(_settings())  # secrets in settings are masked in every log line
 
 
 # ------------------------------------------------------------------------------ embedded stack
@@ -95,7 +100,10 @@ def run_processor(model: str) -> None:
 
     _logging()
     settings = _settings()
-    p = Processor(settings, get_handler(model, settings))
+    handler = get_handler(model, settings)
+    # a model that reads annotations rather than media (text_embed) brings its own worker
+    make_runner = getattr(handler, "make_runner", None)
+    p = make_runner() if make_runner is not None else Processor(settings, handler)
     p.install_signal_handlers()
     p.run()
 
@@ -109,7 +117,13 @@ def run_sink(name: str) -> None:
 
     _logging()
     settings = _settings()
-    writers = {"postgres": PostgresSink, "search": SearchSink}
+    from collections.abc import Callable
+
+    from sinks.ndd_sink import NddSink
+    from sinks.runtime import SinkWriter
+
+    writers: dict[str, Callable[[Settings, list[str]], SinkWriter]] = {
+        "postgres": PostgresSink, "search": SearchSink, "ndd": NddSink}
     if name not in writers:
         raise typer.BadParameter(f"unknown sink {name!r}; choose from {', '.join(writers)}")
     runner = SinkRunner(settings, writers[name](settings, settings.models))
@@ -154,24 +168,80 @@ def import_(paths: list[Path], collection: str | None = None) -> None:
         raise typer.Exit(1)
 
 
-@app.command()
-def search(
-    text: Annotated[str | None, typer.Argument()] = None,
-    label: Annotated[list[str] | None, typer.Option(help="require this label")] = None,
-    similar_to: Annotated[str | None, typer.Option(help="asset id: more like this")] = None,
-    limit: int = 10,
-) -> None:
-    """Search the archive by words and labels, or find assets similar to one."""
-    from api.render import print_hits, print_search
-    from sinks.search import get_search_index
-    from sinks.search.interface import SearchQuery
+# search, reindex and projects live in argus/search_cli.py
+from argus.search_cli import register as _register_search  # noqa: E402
 
-    index = get_search_index(_settings())
-    if similar_to:
-        print_hits(console, f"more like {similar_to[:12]}", index.similar(similar_to, "efficientnet_lite0", limit))
-    else:
-        print_search(console, text or "", index.search(SearchQuery(text=text, labels=tuple(label or ()),
-                                                                    limit=limit)))
+_register_search(app)
+
+
+# ------------------------------------------------------------------------------ API keys + feeds
+keys_app = typer.Typer(help="API keys (stored hashed; scopes read, upload, admin).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[list[str], typer.Option(help="read | upload | admin (repeatable)")],
+    name: Annotated[str | None, typer.Option(help="who or what the key is for")] = None,
+) -> None:
+    """Create a key and print it ONCE (only its SHA-256 is stored)."""
+    from argus.auth import create_key
+
+    try:
+        key_id, token = create_key(_settings(), scope, name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    console.print(f"key id {key_id}, scopes {sorted(set(scope))}")
+    print(token)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Keys with their scopes, creation, last use and revocation (never the key itself)."""
+    from argus.auth import list_keys
+
+    table = Table("key id", "name", "scopes", "created", "last used", "revoked")
+    for k in list_keys(_settings()):
+        table.add_row(*(str(k[c] or "") for c in ("key_id", "name", "scopes", "created_at", "last_used_at",
+                                                   "revoked_at")))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key (API processes notice within security.key_cache_s seconds)."""
+    from argus.auth import revoke_key
+
+    if not revoke_key(_settings(), key_id):
+        raise typer.BadParameter(f"no active key {key_id!r}")
+    console.print(f"revoked {key_id}")
+
+
+@app.command("feed")
+def feed(
+    urls: Annotated[list[str], typer.Argument(help="RSS/Atom feed URL(s)")],
+    once: Annotated[bool, typer.Option("--once", help="poll once and exit")] = False,
+    interval: Annotated[float | None, typer.Option(help="seconds between polls (feed.poll_interval_s)")] = None,
+) -> None:
+    """Poll RSS/Atom feeds and ingest their media (enclosures, media:content); SSRF-guarded."""
+    from producers.feed_poller import FeedPoller
+    from producers.ingest import Ingestor
+
+    _logging()
+    settings = _settings()
+    poller = FeedPoller(settings, Ingestor(settings))
+    if once:
+        for url in urls:
+            r = poller.poll(url)
+            console.print(f"{url}: status {r.status}, new {r.ingested}, duplicates {r.duplicates}, "
+                          f"seen {r.skipped_seen}, rejected {len(r.rejected)}")
+            for what, reason in r.rejected:
+                console.print(f"  [red]rejected[/red] {what}: {reason}")
+        return
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: poller.stop())
+    poller.run(urls, interval)
 
 
 @app.command()

@@ -15,6 +15,8 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.rows import DictRow, dict_row
 
+from argus.extra_schema import API_KEYS_SCHEMA, FEEDS_SCHEMA
+from argus.ndd.schema_sql import NDD_SCHEMA
 from argus.settings import Settings
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -98,6 +100,9 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX dead_letters_asset ON dead_letters (asset_id);
         """,
     ),
+    (2, NDD_SCHEMA),  # near-duplicate hashes (argus/ndd/schema_sql.py)
+    (3, API_KEYS_SCHEMA),  # hashed API keys with scopes (argus/auth.py)
+    (4, FEEDS_SCHEMA),  # feed poller: validators + seen items (producers/feed_poller.py)
 ]
 
 

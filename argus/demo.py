@@ -72,6 +72,15 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
         if "astronaut" in by_name:
             print_hits(console, "more like astronaut.jpg (EfficientNet-Lite0 embedding, kNN)",
                        index.similar(by_name["astronaut"], MODEL, 5))
+        if "face_mtcnn" in settings.models:
+            pipeline.wait_until_done(settings, ids, "face_mtcnn", 300)
+            print_search(console, "label:face (MTCNN)", index.search(SearchQuery(labels=("face",), limit=5)))
+        if "text_embed" in settings.models:
+            from argus.semantic import semantic_search
+
+            pipeline.wait_until_done(settings, ids, "text_embed", 300)
+            print_hits(console, "semantic: 'a pet animal' (MiniLM text embedding, kNN)",
+                       semantic_search(settings, "a pet animal", 5))
         if keep_serving:
             console.rule("[bold]API")
             console.print(f"API on http://127.0.0.1:{settings.ports.api}  (OpenAPI: /docs; "

@@ -26,6 +26,11 @@ def annotations_topic(model: str) -> str:
     return f"annotations.{model}"
 
 
+def backfill_topic(model: str) -> str:
+    """Re-published uploads for ONE model's processors (``argus reindex``, argus/reindex.py)."""
+    return f"media.backfill.{model}"
+
+
 def producer(settings: Settings, **overrides: Any) -> Producer:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,

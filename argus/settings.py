@@ -98,6 +98,91 @@ class ProcessorSettings(BaseModel):
     retry_max_wait_s: float = 30.0  # backoff cap while Triton/S3 are unreachable (retried forever, never dropped)
 
 
+class VideoSettings(BaseModel):
+    """Keyframes per video for the annotation models (argus/video.py): bounded CPU and memory."""
+
+    max_keyframes: int = 16  # per video and model (the strongest scene changes win)
+    sample_ms: int = 500  # scene-change sampling interval (stretched for long videos)
+    max_samples: int = 240  # sampled frames per video, whatever its length
+    scene_threshold: float = 0.12  # mean abs difference of 32x32 grey thumbnails (0..1)
+    fill_ms: int = 10_000  # a long static shot still gets a keyframe this often
+    max_side: int = 1280  # frames are downscaled to this while decoding
+
+
+class ObservabilitySettings(BaseModel):
+    """Each worker's ops endpoint: /metrics (Prometheus), /healthz (liveness), /readyz (readiness)."""
+
+    port: int = 0  # 0 = off (tests); production: one port per container, e.g. 9400
+    host: str = "127.0.0.1"  # 0.0.0.0 inside a container so Prometheus can scrape it
+    lag_interval_s: float = 5.0  # how often consumer lag / outbox backlog gauges are refreshed
+
+
+class SecuritySettings(BaseModel):
+    """API authentication and abuse limits (argus/auth.py, api/security.py)."""
+
+    # hashed keys accepted besides the api_keys table: "sha256:<hex>:<scope>[,<scope>...]"
+    api_key_hashes: list[str] = Field(default_factory=list)
+    anonymous_read: bool = True  # search/cards/downloads without a key (a newsroom intranet default)
+    rate_per_s: float = 50.0  # token bucket per API key (or client IP when anonymous)
+    rate_burst: int = 100
+    max_request_bytes: int | None = None  # None -> limits.max_upload_bytes + 1 MiB of multipart overhead
+    key_cache_s: float = 30.0  # how long a key looked up in PostgreSQL is trusted (revocation delay)
+
+
+class FeedSettings(BaseModel):
+    """The feed poller's fetch policy (producers/feed_poller.py, argus/netguard.py)."""
+
+    poll_interval_s: float = 300.0
+    timeout_s: float = 20.0
+    max_feed_bytes: int = 10 * 1024 * 1024
+    max_redirects: int = 5
+    max_items_per_poll: int = 200
+    user_agent: str = "argus-feed-poller/0.1"
+    # SSRF guard: only globally routable addresses unless listed here (e.g. "127.0.0.0/8" in tests)
+    allow_networks: list[str] = Field(default_factory=list)
+
+
+class OpenSearchSettings(BaseModel):
+    """The scale-out search backend (``search_backend = "opensearch"``); see docs/search.md."""
+
+    url: str = "http://127.0.0.1:9200"  # comma-separated for several nodes
+    username: str | None = None
+    password: str | None = None
+    verify_certs: bool = True
+    index_prefix: str = "argus-"  # every index/alias/template name starts with it
+    shards: int = 1
+    replicas: int = 0
+    refresh: str = "false"  # bulk refresh: "false" (production, 1 s refresh interval) or "wait_for" (tests)
+    timeout_s: float = 30.0
+    ef_search: int = 100  # HNSW ef_search at query time (k-NN method_parameters)
+
+
+class SearchSettings(BaseModel):
+    """Query-side knobs shared by the search backends."""
+
+    hnsw_ef_search: int = 100  # pgvector hnsw.ef_search (recall@10 >= 0.95 measured, docs/search.md)
+    flag_threshold: float = 0.5  # numeric flags (nsfw, disturbing) count as set at or above this
+    query_embed_model: str = "efficientnet_lite0"  # default model for by-image / region search
+    text_embed_model: str = "text_embed"  # MiniLM text-embedding model for semantic text search
+    clip_model: str = "clip"  # cross-modal text->image, used only when loaded
+
+
+class NddSettings(BaseModel):
+    """Near-duplicate detection (argus/ndd, docs/ndd.md); thresholds calibrated by benchmarks/ndd_eval.py."""
+
+    image_threshold: int = 31  # max PDQ Hamming distance (of 256 bits) between near-duplicate images
+    frame_threshold: int = 48  # the same for two video frames (looser: a match also needs aligned frames)
+    min_quality: int = 50  # video frames: PDQ quality (0..100) below this (black, uniform, fades) never vote
+    image_min_quality: int = 20  # images below this are only ever exact duplicates (docs/ndd.md)
+    dihedral: bool = True  # queries also try the 7 rotations/mirrors of the query image
+    video_fps: float = 1.0  # frames hashed per second of video
+    video_max_frames: int = 1200  # longer videos are sampled less often (bounded work and storage)
+    video_min_frames: int = 3  # aligned matching frames needed for a video match
+    video_min_share: float = 0.3  # ... covering at least this share of the shorter video's good frames
+    index: str = "flat"  # faiss binary index: flat (exact, measured fastest at 1M) | mih
+    refresh_interval_s: float = 1.0  # how often a query may check PostgreSQL for new hashes
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ARGUS_", env_nested_delimiter="__", extra="ignore", frozen=False
@@ -112,10 +197,18 @@ class Settings(BaseSettings):
     triton: TritonSettings = Field(default_factory=TritonSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    video: VideoSettings = Field(default_factory=VideoSettings)
     # annotation models whose processors run (each: a processors/handlers entry; most also a triton_repo folder)
-    models: list[str] = Field(default_factory=lambda: ["efficientnet_lite0"])
+    models: list[str] = Field(default_factory=lambda: ["efficientnet_lite0", "pdq",  # pdq: near-duplicate hashes
+                                                       "face_mtcnn", "ocr_ppocr", "text_embed"])
+    ndd: NddSettings = Field(default_factory=NddSettings)
     search_backend: str = "postgres"
+    opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
     api_keys: list[str] = Field(default_factory=lambda: ["dev-key"])
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    feed: FeedSettings = Field(default_factory=FeedSettings)
 
     # ---- resolved endpoints -------------------------------------------------------
     @property

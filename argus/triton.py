@@ -8,26 +8,38 @@ processors wait, never drop work.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import threading
+import time
 
 import numpy as np
 import tritonclient.http as httpclient
-from tenacity import before_sleep_log, retry, retry_if_exception, stop_never, wait_exponential
+from tenacity import before_sleep_log, retry, retry_if_exception, stop_never, stop_when_event_set, wait_exponential
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from argus import metrics
 from argus.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+class TritonUnavailable(RuntimeError):
+    """Triton stayed unreachable until the caller gave up (e.g. SIGTERM): retry later, never dead-letter."""
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionError | OSError | TimeoutError):
+        return True
+    if isinstance(exc, http.client.HTTPException):
+        # geventhttpclient's HTTPConnectionClosed / HTTPParseError: Triton died mid-request (kill -9)
         return True
     if isinstance(exc, InferenceServerException):
         msg = str(exc).lower()
         # unavailable / not ready / connection refused are worth waiting for; bad input is not
-        return any(s in msg for s in ("unavailable", "not ready", "connect", "timed out", "refused", "reset"))
+        # a restarting server answers "unknown model" until its models are loaded again: wait for it too
+        return any(s in msg for s in ("unavailable", "not ready", "connect", "timed out", "refused", "reset",
+                                      "unknown model", "is not found", "broken pipe"))
     return False
 
 
@@ -35,6 +47,8 @@ class TritonClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._local = threading.local()
+        self.abort: threading.Event | None = None  # set -> stop retrying (raise TritonUnavailable)
+        self.failing_since: float | None = None  # monotonic time of the first transient failure in a row
 
     @property
     def _client(self) -> httpclient.InferenceServerClient:
@@ -71,9 +85,14 @@ class TritonClient:
         outs = [httpclient.InferRequestedOutput(o, binary_data=True) for o in outputs]
         try:
             result = self._client.infer(model, req, outputs=outs)
-        except Exception:
+        except Exception as exc:
             self._reset()
+            transient = _is_transient(exc)
+            metrics.TRITON_ERRORS.labels(model, "transient" if transient else "rejected").inc()
+            if transient and self.failing_since is None:
+                self.failing_since = time.monotonic()
             raise
+        self.failing_since = None
         return {o: result.as_numpy(o) for o in outputs}
 
     def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
@@ -83,14 +102,29 @@ class TritonClient:
         @retry(
             retry=retry_if_exception(_is_transient),
             wait=wait_exponential(multiplier=0.2, max=cap),
-            stop=stop_never,
+            stop=stop_when_event_set(self.abort) if self.abort is not None else stop_never,
             before_sleep=before_sleep_log(log, logging.WARNING),
+            sleep=self._sleep,
             reraise=True,
         )
         def _call() -> dict[str, np.ndarray]:
+            if self.abort is not None and self.abort.is_set() and self.failing_since is not None:
+                raise TritonUnavailable(f"gave up waiting for Triton ({model}): stopping")
             return self.infer_once(model, inputs, outputs)
 
-        return _call()
+        try:
+            return _call()
+        except Exception as exc:
+            if self.abort is not None and self.abort.is_set() and _is_transient(exc):
+                # not the input's fault: the batch must stay uncommitted, never be dead-lettered
+                raise TritonUnavailable(f"Triton unavailable while stopping: {exc}") from exc
+            raise
+
+    def _sleep(self, seconds: float) -> None:
+        if self.abort is not None:
+            self.abort.wait(seconds)  # SIGTERM cuts the backoff short
+        else:
+            time.sleep(seconds)
 
     def close(self) -> None:
         self._reset()

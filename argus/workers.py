@@ -33,6 +33,8 @@ def default_workers(settings: Settings, api: bool = False) -> list[Worker]:
         ws += [Worker(f"processor-{m}" + (f"-{i}" if i else ""), ["run", "processor", m])
                for i in range(settings.processor.instances)]
     ws += [Worker("sink-postgres", ["run", "sink", "postgres"]), Worker("sink-search", ["run", "sink", "search"])]
+    if "pdq" in settings.models:  # the near-duplicate index (sinks/ndd_sink.py)
+        ws.append(Worker("sink-ndd", ["run", "sink", "ndd"]))
     if api:
         ws.append(Worker("api", ["run", "api"]))
     return ws
@@ -51,6 +53,10 @@ class Supervisor:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             w.log_path = self.log_dir / f"{w.name}.log"
             env = {**os.environ, SETTINGS_ENV: self.settings.model_dump_json(), **w.extra_env}
+            base = self.settings.observability.port
+            if base > 0 and "ARGUS_OPS_PORT" not in w.extra_env:
+                # one /metrics + health port per worker process: base, base+1, ... in worker order
+                env["ARGUS_OPS_PORT"] = str(base + list(self.workers).index(w.name))
             with open(w.log_path, "ab") as log:
                 w.proc = subprocess.Popen(
                     [sys.executable, "-m", "argus.cli", *w.argv], stdout=log, stderr=subprocess.STDOUT, env=env

@@ -20,18 +20,21 @@ import signal
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from tenacity import retry, retry_if_exception_type, stop_never, wait_exponential
 from tritonclient.utils import InferenceServerException
 
-from argus import faults, kafka
+from argus import faults, kafka, metrics
 from argus.imaging import MediaDecodeError
+from argus.resilience import wait_for
 from argus.settings import Settings
 from argus.storage import ObjectMissing, ObjectStore
 from argus.triton import TritonClient
@@ -78,9 +81,25 @@ class ModelHandler(ABC):
     def to_payloads(self, outputs: dict[str, np.ndarray], n: int) -> list[AnnotationPayload]:
         """One payload per input row of the batch."""
 
+    def summarize(self, keyframes: list[tuple[int, AnnotationPayload]]) -> AnnotationPayload | None:
+        """The video-level payload (annotation with ``keyframe_ms=None``) from this model's keyframe
+        payloads; the generic summary (tags/text with time ranges, max numerics, flags, mean
+        embedding) unless a model knows better. None: no summary."""
+        from processors.video_summary import summarize
+
+        return summarize(keyframes)
+
 
 class _Retryable(Exception):
     pass
+
+
+# Bounded in-flight work: at most MAX_INFLIGHT batches are consumed but not yet committed (one on
+# Triton, the next one fetched + decoded). When the oldest has waited PAUSE_AFTER_S (Triton slow or
+# down), the assigned partitions are paused: nothing more is fetched or buffered, and the loop keeps
+# polling so the group membership and rebalances stay served. Resumed once a batch completes.
+MAX_INFLIGHT = 2
+PAUSE_AFTER_S = 2.0
 
 
 @dataclass
@@ -89,6 +108,8 @@ class _Batch:
     started: float
     events: list[tuple[Message, MediaUploaded, Future[list[Item] | Exception]]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    outputs: int = 0  # annotations emitted (set once finished)
+    dead_count: int = 0
 
 
 class Processor:
@@ -98,6 +119,7 @@ class Processor:
         self.stage = f"processor:{handler.model}"
         self.group = f"argus-processor-{handler.model}"
         self.in_topic = settings.topic(kafka.TOPIC_UPLOADED)
+        self.backfill_topic = settings.topic(kafka.backfill_topic(handler.model))  # argus reindex
         self.out_topic = settings.topic(kafka.annotations_topic(handler.model))
         self.dlq_topic = settings.topic(kafka.TOPIC_DLQ)
         self.store = ObjectStore(settings)
@@ -106,36 +128,127 @@ class Processor:
         self.infer_pool = ThreadPoolExecutor(max_workers=max(1, settings.processor.infer_concurrency),
                                              thread_name_prefix=f"infer-{handler.model}")
         self.stop_event = threading.Event()
+        self.triton.abort = self.stop_event  # SIGTERM ends a Triton retry loop (the batch is then not committed)
+        # one thread finishes batches (infer + emit) strictly in order; the main thread commits them
+        self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"finish-{handler.model}")
+        self.health = metrics.Health(self.stage)
+        self.lag = metrics.LagTracker(self.stage, settings.observability.lag_interval_s)
+        self.paused = False
         self.stats: dict[str, float] = {"annotations": 0, "dead_letters": 0, "batches": 0}
         self.stage_s: dict[str, float] = {"fetch_decode": 0.0, "infer": 0.0, "emit": 0.0, "commit": 0.0}
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
-        kafka.ensure_topics(self.settings, [self.in_topic, self.out_topic, self.dlq_topic])
+        metrics.start_ops_server(self.settings, self.health)
+        # the broker may be down when (re)started: wait for it instead of crashing
+        wait_for(lambda: kafka.ensure_topics(self.settings, [self.in_topic, self.backfill_topic, self.out_topic,
+                                                             self.dlq_topic]),
+                 f"{self.stage}: the broker", self.stop_event)
         self.consumer = kafka.consumer(self.settings, self.group)
         self.producer = kafka.producer(self.settings)
-        self.consumer.subscribe([self.in_topic])
+        self.consumer.subscribe([self.in_topic, self.backfill_topic], on_assign=self._on_assign)
         log.info("%s consuming %s (group %s)", self.stage, self.in_topic, self.group)
         cfg = self.settings.processor
-        # Two batches in flight: while batch k is on Triton, batch k+1 is fetched and decoded on the
-        # pool. Batches still finish (emit + commit) strictly in order.
-        pending: _Batch | None = None
+        inflight: deque[tuple[_Batch, Future[None]]] = deque()
+        clean = False
         try:
             while not self.stop_event.is_set():
-                msgs = self.consumer.consume(num_messages=cfg.batch_size, timeout=cfg.batch_timeout_ms / 1000)
-                msgs = [m for m in msgs if not kafka.is_noise(m)]
-                started = self.start_batch(msgs) if msgs else None
-                if pending is not None:
-                    self.finish_batch(pending)
-                pending = started
-            if pending is not None:
-                self.finish_batch(pending)
+                self.health.beat()
+                self._commit_completed(inflight)
+                self._update_readiness()
+                self.lag.update(self.consumer, lambda: metrics.kafka_committed(self.consumer))
+                if len(inflight) >= MAX_INFLIGHT:
+                    self._wait_or_pause(inflight)
+                    if self.paused:
+                        # keep polling while paused (rebalances, max.poll.interval); paused partitions
+                        # return nothing, a partition assigned meanwhile is paused in _on_assign
+                        msgs = self._consume(cfg.batch_size, 0.2)
+                        if msgs:
+                            self._submit(inflight, msgs)
+                    continue
+                if self.paused:
+                    self._set_paused(False)
+                msgs = self._consume(cfg.batch_size, cfg.batch_timeout_ms / 1000)
+                if msgs:
+                    self._submit(inflight, msgs)
+            clean = True
         finally:
+            # graceful stop (SIGTERM): finish what is in flight and commit it, in order; a batch that
+            # cannot finish (Triton down) is left uncommitted and is redelivered after the restart
+            drained = self._drain(inflight) if clean else 0
+            if clean:
+                log.info("%s: stopped; drained and committed %d in-flight batch(es)", self.stage, drained)
             self.consumer.close()
             self.producer.flush(10)
+            self.finisher.shutdown(wait=False, cancel_futures=True)
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.infer_pool.shutdown(wait=False, cancel_futures=True)
             self.triton.close()
+
+    # -- backpressure + in-order completion ----------------------------------------------------
+    def _consume(self, n: int, timeout: float) -> list[Message]:
+        msgs = [m for m in self.consumer.consume(num_messages=n, timeout=timeout) if not kafka.is_noise(m)]
+        if msgs:
+            self.lag.observe(msgs)
+            for m in msgs:
+                metrics.EVENTS_IN.labels(self.stage, m.topic()).inc()
+        return msgs
+
+    def _submit(self, inflight: deque[tuple[_Batch, Future[None]]], msgs: list[Message]) -> None:
+        batch = self.start_batch(msgs)
+        inflight.append((batch, self.finisher.submit(self._finish_work, batch)))
+        metrics.INFLIGHT.labels(self.stage).set(len(inflight))
+
+    def _commit_completed(self, inflight: deque[tuple[_Batch, Future[None]]]) -> None:
+        while inflight and inflight[0][1].done():
+            batch, fut = inflight.popleft()
+            metrics.INFLIGHT.labels(self.stage).set(len(inflight))
+            fut.result()  # a failed batch raises: nothing after it may be committed (its offsets are lower)
+            self._commit(batch)
+
+    def _wait_or_pause(self, inflight: deque[tuple[_Batch, Future[None]]]) -> None:
+        batch, fut = inflight[0]
+        wait_futures([fut], timeout=0.25)
+        if not fut.done() and not self.paused and time.perf_counter() - batch.started > PAUSE_AFTER_S:
+            self._set_paused(True)
+
+    def _set_paused(self, paused: bool) -> None:
+        parts = self.consumer.assignment()
+        if parts:
+            (self.consumer.pause if paused else self.consumer.resume)(parts)
+        self.paused = paused
+        metrics.PAUSED.labels(self.stage).set(1 if paused else 0)
+        if paused:
+            metrics.PAUSES.labels(self.stage).inc()
+            log.warning("%s: backpressure: a batch is waiting on inference; consumption paused", self.stage)
+        else:
+            log.info("%s: consumption resumed", self.stage)
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        consumer.assign(partitions)
+        if self.paused:
+            consumer.pause(partitions)
+
+    def _update_readiness(self) -> None:
+        since = self.triton.failing_since
+        if since is not None:
+            self.health.set_ready(False, f"inference unavailable for {time.monotonic() - since:.0f}s")
+        else:
+            self.health.set_ready(True, "consuming")
+
+    def _drain(self, inflight: deque[tuple[_Batch, Future[None]]]) -> int:
+        self.health.stopping = True
+        done = 0
+        while inflight:
+            batch, fut = inflight.popleft()
+            try:
+                fut.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. aborted on Triton; offsets stay uncommitted
+                log.warning("%s: in-flight batch not finished (%s); it will be redelivered", self.stage, exc)
+                return done
+            self._commit(batch)
+            done += 1
+        return done
 
     def stop(self, *_: Any) -> None:
         self.stop_event.set()
@@ -163,6 +276,11 @@ class Processor:
 
     def finish_batch(self, batch: _Batch) -> None:
         """Infer, emit, and commit the batch's offsets once every output is acknowledged."""
+        self._finish_work(batch)
+        self._commit(batch)
+
+    def _finish_work(self, batch: _Batch) -> None:
+        """Infer and emit (on the finisher thread); raises when the outputs were not all acknowledged."""
         outputs: list[tuple[str, bytes]] = []  # (key, value) for the annotation topic
         dead = batch.dead
         t0 = time.perf_counter()
@@ -179,8 +297,23 @@ class Processor:
             outputs.extend(outs_ok)
             dead.extend(dead_more)
 
+        if any(it.keyframe_ms is not None for it in items):
+            outputs.extend(self._video_summaries(outputs))
+
         t2 = time.perf_counter()
         self._emit(outputs, dead)
+        t3 = time.perf_counter()
+        batch.outputs, batch.dead_count = len(outputs), len(dead)
+        for k, v in zip(("fetch_decode", "infer", "emit"), (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            self.stage_s[k] += v
+        metrics.EVENTS_OUT.labels(self.stage, self.out_topic).inc(len(outputs))
+        if dead:
+            metrics.EVENTS_OUT.labels(self.stage, self.dlq_topic).inc(len(dead))
+            for d in dead:
+                metrics.DEAD_LETTERS.labels(self.stage, d.error_type).inc()
+
+    def _commit(self, batch: _Batch) -> None:
+        """Commit the batch's offsets (main thread): only after _finish_work saw every output acked."""
         t3 = time.perf_counter()
         faults.crash_point("processor.after_emit")  # outputs acked, offsets not yet committed
         try:
@@ -189,12 +322,10 @@ class Processor:
             # e.g. the partitions moved to another member meanwhile: the records will be redelivered
             # there, and the sinks deduplicate the annotations already emitted
             log.warning("%s: offset commit failed (%s); records will be redelivered", self.stage, exc)
-        t4 = time.perf_counter()
-        for k, v in zip(self.stage_s, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-            self.stage_s[k] += v
+        self.stage_s["commit"] += time.perf_counter() - t3
         self.stats["batches"] += 1
-        self.stats["annotations"] += len(outputs)
-        self.stats["dead_letters"] += len(dead)
+        self.stats["annotations"] += batch.outputs
+        self.stats["dead_letters"] += batch.dead_count
         if self.stats["batches"] % 10 == 0:
             log.info("%s: %d batches, %d annotations, %d dead letters; seconds per stage %s", self.stage,
                      self.stats["batches"], self.stats["annotations"], self.stats["dead_letters"],
@@ -229,7 +360,11 @@ class Processor:
     def _infer(self, chunk: list[Item]) -> dict[str, np.ndarray]:
         names = chunk[0].row.keys()
         inputs = {n: np.stack([it.row[n] for it in chunk]) for n in names}
-        return self.handler.infer(self.triton, inputs)
+        t0 = time.perf_counter()
+        out = self.handler.infer(self.triton, inputs)
+        metrics.INFER_SECONDS.labels(self.handler.model).observe(time.perf_counter() - t0)
+        metrics.INFER_BATCH.labels(self.handler.model).observe(len(chunk))
+        return out
 
     def _infer_individually(
         self, chunk: list[Item], batch_error: Exception
@@ -260,6 +395,26 @@ class Processor:
                 payload=payload,
             )
             result.append((it.event.asset_id, dump(ann)))
+        return result
+
+    def _video_summaries(self, outputs: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """One summary annotation (keyframe_ms=None) per video of the batch. Every keyframe of a video
+        is in the same batch (``prepare`` returns them together), so no state spans batches."""
+        per_video: dict[str, list[tuple[int, AnnotationPayload]]] = {}
+        for _key, value in outputs:
+            ann = Annotation.model_validate_json(value)
+            if ann.keyframe_ms is not None:
+                per_video.setdefault(ann.asset_id, []).append((ann.keyframe_ms, ann.payload))
+        result = []
+        version = self.handler.version
+        for asset_id, frames in per_video.items():
+            payload = self.handler.summarize(frames)
+            if payload is None:
+                continue
+            aid = make_annotation_id(asset_id, self.handler.model, version, None)
+            ann = Annotation(event_id=f"ann-{aid}", annotation_id=aid, asset_id=asset_id, model=self.handler.model,
+                             model_version=version, keyframe_ms=None, payload=payload)
+            result.append((asset_id, dump(ann)))
         return result
 
     def _dead_letter(self, m: Message | None, exc: Exception, ev: MediaUploaded | None) -> DeadLetter:

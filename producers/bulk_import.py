@@ -35,8 +35,12 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
 
 def bulk_import(ingestor: Ingestor, paths: Iterable[Path], source: str = "bulk",
                 collection: str | None = None, show_progress: bool = True) -> ImportReport:
+    paths = list(paths)
     files = list(iter_files(paths))
     report = ImportReport()
+    for p in paths:  # a path that does not exist is reported, not silently skipped
+        if not p.exists() and not p.is_symlink():
+            report.rejected.append((p, "no such file or directory"))
     columns = (TextColumn("[bold]import"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[name]}"))
     with Progress(*columns, disable=not show_progress, transient=False) as progress:

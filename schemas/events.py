@@ -74,7 +74,116 @@ class ImageClassification(BaseModel):
     embedding_dim: int
 
 
-AnnotationPayload = Annotated[ImageClassification, Field(discriminator="kind")]
+class Box(BaseModel):
+    """Axis-aligned box, normalised to the image (or video frame): 0..1 from the top-left corner, so it
+    stays valid whatever resolution the frame is shown at."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    x1: float = Field(ge=0.0, le=1.0)
+    y1: float = Field(ge=0.0, le=1.0)
+    x2: float = Field(ge=0.0, le=1.0)
+    y2: float = Field(ge=0.0, le=1.0)
+
+
+class Face(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    box: Box
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class FaceDetection(BaseModel):
+    """Faces found in an image or keyframe (detection only: no identity, no recognition)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["face_detection"] = "face_detection"
+    face_count: int = Field(ge=0)
+    faces: list[Face]
+
+
+class TextLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    text: str
+    score: float = Field(ge=0.0, le=1.0)
+    box: Box
+
+
+class OcrText(BaseModel):
+    """Text read in an image or keyframe, line by line in reading order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["ocr_text"] = "ocr_text"
+    text: str = Field(description="All lines joined with newlines (full-text search)")
+    lines: list[TextLine]
+
+
+class TextEmbedding(BaseModel):
+    """Sentence embedding of an asset's annotation text (labels, objects, OCR, title, description)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["text_embedding"] = "text_embedding"
+    embedding: list[float] = Field(description="L2-normalised sentence embedding")
+    embedding_dim: int
+    text_sha256: str = Field(description="sha256 of the embedded text (re-embedded only when it changes)")
+    text_chars: int = Field(ge=0)
+    sources: list[str] = Field(description="models (and 'metadata') whose text went into it")
+
+
+class TimeRange(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start_ms: int = Field(ge=0)
+    end_ms: int = Field(ge=0)
+
+
+class TimedTag(BaseModel):
+    """Something seen in a video (a label, 'face', an OCR line) and when."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    score: float = Field(ge=0.0, le=1.0, description="Highest score over the keyframes")
+    keyframes: int = Field(ge=1)
+    ranges: list[TimeRange]
+
+
+class VideoSummary(BaseModel):
+    """One model's video-level view, merged from its per-keyframe annotations (``keyframe_ms`` None)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["video_summary"] = "video_summary"
+    keyframes_ms: list[int]
+    tags: list[TimedTag] = Field(description="Labels / objects / 'face' with the time ranges they appear in")
+    text_segments: list[TimedTag] = Field(default_factory=list, description="OCR lines with time ranges")
+    numeric: dict[str, float] = Field(default_factory=dict, description="Max over keyframes (e.g. face_count)")
+    flags: list[str] = Field(default_factory=list, description="Set if any keyframe raised it (e.g. nsfw)")
+    embedding: list[float] | None = Field(None, description="Normalised mean of the keyframe embeddings")
+
+
+class FrameHash(BaseModel):
+    """One sampled video frame's perceptual hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    t_ms: int = Field(ge=0, description="Position from the video's first frame")
+    hash: str = Field(pattern="^[0-9a-f]{64}$", description="PDQ hash, 64 hex digits (canonical PDQ order)")
+    quality: int = Field(ge=0, le=100, description="PDQ quality; low (black/uniform) frames are never evidence")
+
+
+class PerceptualHash(BaseModel):
+    """PDQ near-duplicate hash of an image, or of a video's frames sampled at a fixed rate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["perceptual_hash"] = "perceptual_hash"
+    algorithm: Literal["pdq"] = "pdq"
+    media_type: MediaType
+    hash: str | None = Field(None, pattern="^[0-9a-f]{64}$", description="Images: the PDQ hash; videos: None")
+    quality: int = Field(ge=0, le=100, description="Images: PDQ quality; videos: the best frame's")
+    frames: list[FrameHash] = Field(default_factory=list, description="Videos: one hash per sampled frame")
+    interval_ms: int | None = Field(None, description="Videos: sampling interval")
+    duration_ms: int | None = Field(None, description="Videos: duration")
+
+
+AnnotationPayload = Annotated[
+    ImageClassification | FaceDetection | OcrText | TextEmbedding | VideoSummary | PerceptualHash,
+    Field(discriminator="kind")
+]
 
 
 class Annotation(_Event):

