@@ -8,6 +8,7 @@ seeks to offsets stored in PostgreSQL, which is plain librdkafka API. See docs/a
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -105,3 +106,33 @@ def next_offsets(msgs: Iterable[Message]) -> list[TopicPartition]:
         assert topic is not None and partition is not None and offset is not None
         out[(topic, partition)] = max(out.get((topic, partition), 0), offset + 1)
     return [TopicPartition(t, p, o) for (t, p), o in out.items()]
+
+
+class UndeliveredError(RuntimeError):
+    """Asked to stop while outputs were still unacknowledged: offsets must not be committed."""
+
+
+def produce_all(producer: Producer, records: list[tuple[str, str, bytes]], stop: threading.Event, stage: str) -> None:
+    """Produce every (topic, key, value) and wait for the broker's acks. While the broker is unreachable
+    the whole set is re-sent (consumers deduplicate by event id); a full local queue is backpressure."""
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    while True:
+        failures.clear()
+        for topic, key, value in records:
+            while True:
+                try:
+                    producer.produce(topic, key=key.encode(), value=value, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    producer.poll(0.5)
+        remaining = producer.flush(60)
+        if not failures and remaining == 0:
+            return
+        log.warning("%s: %d deliveries failed (%s); retrying", stage, len(failures) + remaining, failures[:1])
+        if stop.wait(2.0):
+            raise UndeliveredError(f"{stage}: stopping with undelivered outputs; offsets not committed")

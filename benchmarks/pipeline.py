@@ -122,6 +122,8 @@ def run(n: int, batch: int, console: Console, instances: int = 1) -> dict[str, f
         settings = settings_for_tests(Path(tmp) / "state")
         settings.processor.batch_size = batch
         settings.processor.instances = instances
+        # the comparison is about ONE model: run only its processor (the default set has five)
+        settings.models = [MODEL]
         images = make_images(2 * n, Path(tmp) / "samples")
         console.print(f"[bold]raw model[/bold]: {n} images, batch {batch}")
         model_only, with_decode = raw_model(images[:n], batch, settings)

@@ -25,10 +25,11 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 from tenacity import retry, retry_if_exception_type, stop_never, wait_exponential
 from tritonclient.utils import InferenceServerException
 
@@ -64,9 +65,12 @@ class ModelHandler(ABC):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    @property
-    @abstractmethod
-    def version(self) -> str: ...
+    @cached_property
+    def version(self) -> str:
+        """The version every annotation names: the registry's (derived from the weights' hash)."""
+        from argus.modelzoo.registry import get_spec
+
+        return get_spec(self.model).version
 
     def infer(self, triton: TritonClient, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One batched inference. Triton by default; an algorithmic step (e.g. a perceptual hash)
@@ -88,10 +92,6 @@ class ModelHandler(ABC):
         from processors.video_summary import summarize
 
         return summarize(keyframes)
-
-
-class _Retryable(Exception):
-    pass
 
 
 # Bounded in-flight work: at most MAX_INFLIGHT batches are consumed but not yet committed (one on
@@ -437,33 +437,8 @@ class Processor:
         )
 
     def _emit(self, outputs: list[tuple[str, bytes]], dead: list[DeadLetter]) -> None:
-        """Produce everything and wait for the broker's acks; raise (so nothing is committed) if any failed."""
-        failures: list[str] = []
+        """Produce everything and wait for the broker's acks; raise (so nothing is committed) if stopped first."""
+        kafka.produce_all(self.producer, [(self.out_topic, k, v) for k, v in outputs]
+                          + [(self.dlq_topic, d.asset_id or d.event_id, dump(d)) for d in dead],
+                          self.stop_event, self.stage)
 
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failures.append(str(err))
-
-        while True:
-            failures.clear()
-            for key, value in outputs:
-                self._produce(self.out_topic, key, value, on_delivery)
-            for d in dead:
-                self._produce(self.dlq_topic, d.asset_id or d.event_id, dump(d), on_delivery)
-            remaining = self.producer.flush(60)
-            if not failures and remaining == 0:
-                return
-            # broker unreachable: re-send the whole batch (duplicates are deduplicated downstream)
-            log.warning("%s: %d deliveries failed (%s); retrying", self.stage, len(failures) + remaining,
-                        failures[:1])
-            self.stop_event.wait(2.0)
-            if self.stop_event.is_set():
-                raise _Retryable("stopping with undelivered outputs; offsets not committed")
-
-    def _produce(self, topic: str, key: str, value: bytes, cb: Any) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, key=key.encode(), value=value, on_delivery=cb)
-                return
-            except BufferError:  # local queue full: let deliveries drain (backpressure)
-                self.producer.poll(0.5)

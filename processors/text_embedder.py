@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaException, Message
 
 from argus import db, kafka
 from argus.resilience import wait_for
@@ -230,24 +230,6 @@ class TextEmbedder:
                           source_partition=m.partition(), source_offset=m.offset())
 
     def _emit(self, outputs: list[tuple[str, bytes]], dead: list[DeadLetter]) -> None:
-        """Produce and wait for every ack; retry the whole set while the broker is unreachable."""
-        failures: list[str] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failures.append(str(err))
-
-        while True:
-            failures.clear()
-            for key, value in outputs:
-                self.producer.produce(self.out_topic, key=key.encode(), value=value, on_delivery=on_delivery)
-            for d in dead:
-                self.producer.produce(self.dlq_topic, key=(d.asset_id or d.event_id).encode(), value=dump(d),
-                                      on_delivery=on_delivery)
-            remaining = self.producer.flush(60)
-            if not failures and remaining == 0:
-                return
-            log.warning("%s: %d deliveries failed (%s); retrying", self.stage, len(failures) + remaining,
-                        failures[:1])
-            if self.stop_event.wait(2.0):
-                raise RuntimeError("stopping with undelivered outputs; offsets not committed")
+        kafka.produce_all(self.producer, [(self.out_topic, k, v) for k, v in outputs]
+                          + [(self.dlq_topic, d.asset_id or d.event_id, dump(d)) for d in dead],
+                          self.stop_event, self.stage)

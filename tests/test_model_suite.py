@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -345,7 +346,14 @@ def test_semantic_text_search(suite_run: tuple[Settings, dict[str, str]]) -> Non
     s, ids = suite_run
     vec = embed_text(s, "a photo of a cat")
     assert len(vec) == 384 and abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
-    hits = semantic_search(s, "a slide that says hello world", k=3)
+    # the asset's text embedding is recomputed as each model's text lands (OCR last, usually):
+    # eventually consistent by design, so wait for the embedding that includes the OCR lines
+    deadline = time.monotonic() + 120
+    while True:
+        hits = semantic_search(s, "a slide that says hello world", k=3)
+        if (hits and hits[0].asset_id == ids["text"]) or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
     assert hits[0].asset_id == ids["text"]
     rows = _annotations(s, ids["mp4"], "text_embed")
     assert any("metadata" in r["payload"]["sources"] for r in rows)  # the title went into the text

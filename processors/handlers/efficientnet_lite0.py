@@ -20,12 +20,6 @@ class EfficientNetLite0(ModelHandler):
     min_score = 0.02  # labels below this are noise for search and facets
 
     @cached_property
-    def version(self) -> str:
-        from argus.modelzoo.registry import get_spec
-
-        return get_spec(self.model).version
-
-    @cached_property
     def labels(self) -> list[str]:
         path = self.settings.triton_repo / self.model / "labels.txt"
         return path.read_text().splitlines()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
 
 from argus.modelzoo.suite import FACE_SIZE
@@ -18,12 +16,6 @@ class FaceMtcnn(ModelHandler):
     outputs = ["BOXES", "SCORES", "COUNT"]
     max_batch = 16
     max_keyframes = 12  # ~0.1-0.3 s per frame on one CPU core
-
-    @cached_property
-    def version(self) -> str:
-        from argus.modelzoo.registry import get_spec
-
-        return get_spec(self.model).version
 
     def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
         items = []

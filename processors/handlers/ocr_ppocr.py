@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
 
 from argus.modelzoo.suite import OCR_SIZE
@@ -18,12 +16,6 @@ class OcrPpocr(ModelHandler):
     outputs = ["TEXT", "SCORES", "BOXES", "COUNT"]
     max_batch = 8  # 960x960 canvases: 2.7 MB each
     max_keyframes = 8  # ~0.3-1 s per frame on one CPU core; captions rarely change faster
-
-    @cached_property
-    def version(self) -> str:
-        from argus.modelzoo.registry import get_spec
-
-        return get_spec(self.model).version
 
     def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
         items = []

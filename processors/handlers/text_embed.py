@@ -8,7 +8,6 @@ the model version work like every other model.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -22,12 +21,6 @@ class TextEmbed(ModelHandler):
     media_types = frozenset()  # consumes annotations, not media
     outputs = ["EMBEDDING"]
     max_batch = 64
-
-    @cached_property
-    def version(self) -> str:
-        from argus.modelzoo.registry import get_spec
-
-        return get_spec(self.model).version
 
     def make_runner(self) -> Any:
         """The worker that runs this model (``argus run processor text_embed``)."""
