@@ -72,6 +72,14 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
         if "astronaut" in by_name:
             print_hits(console, "more like astronaut.jpg (EfficientNet-Lite0 embedding, kNN)",
                        index.similar(by_name["astronaut"], MODEL, 5))
+        paths = {p.stem: p for p, _ in report.created + report.duplicates}
+        if "chelsea" in paths:
+            from sinks.search.query_embed import QueryEmbedder, Region
+
+            box = Region(0.25, 0.05, 0.75, 0.65)  # the cat's head
+            vec = QueryEmbedder(settings).image(MODEL, paths["chelsea"].read_bytes(), box)
+            print_hits(console, "region search: a box on chelsea.jpg (the cat's head), embedded now through Triton",
+                       index.knn(MODEL, vec, 5))
         if "face_mtcnn" in settings.models:
             pipeline.wait_until_done(settings, ids, "face_mtcnn", 300)
             print_search(console, "label:face (MTCNN)", index.search(SearchQuery(labels=("face",), limit=5)))
