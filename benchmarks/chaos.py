@@ -300,17 +300,14 @@ def main() -> None:
     args = ap.parse_args()
 
     from argus import kafka
-    from argus.modelzoo.registry import pull_all
+    from argus.stack.manager import running_stack
     from argus.stack.ports import settings_for_tests
 
     with tempfile.TemporaryDirectory(prefix="argus-chaos-") as tmp:
         settings = settings_for_tests(Path(tmp))
         settings.processor.retry_max_wait_s = 2.0
         settings.kafka.session_timeout_ms = 3000
-        pull_all(settings)
-        stack = EmbeddedStack(settings)
-        stack.up()
-        try:
+        with running_stack(settings) as stack:
             db.migrate(settings)
             kafka.ensure_topics(settings, kafka.all_topics(settings, settings.models))
             print(f"chaos: {args.assets} assets over {args.duration:.0f}s, seed {args.seed}")
@@ -318,8 +315,6 @@ def main() -> None:
                            down_s=tuple(args.down), gap_s=tuple(args.gap),  # type: ignore[arg-type]
                            drain_timeout_s=args.drain_timeout)
             report = run.run()
-        finally:
-            stack.down()
     figures = report.figures()
     print(json.dumps(figures, indent=2, default=str))
     command = (f"python -m benchmarks.chaos --assets {args.assets} --duration {args.duration:.0f} "

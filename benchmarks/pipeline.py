@@ -31,10 +31,9 @@ from rich.table import Table
 from argus import db, kafka, pipeline
 from argus.imaging import load_image, to_model_input
 from argus.modelzoo.inprocess import InProcessModel
-from argus.modelzoo.registry import pull_all
 from argus.samples import export_samples
 from argus.settings import Settings
-from argus.stack.manager import EmbeddedStack
+from argus.stack.manager import EmbeddedStack, running_stack
 from argus.stack.ports import settings_for_tests
 from argus.workers import Supervisor, default_workers
 from producers.ingest import Ingestor, Metadata
@@ -128,10 +127,7 @@ def run(n: int, batch: int, console: Console, instances: int = 1) -> dict[str, f
         console.print(f"[bold]raw model[/bold]: {n} images, batch {batch}")
         model_only, with_decode = raw_model(images[:n], batch, settings)
 
-        pull_all(settings)
-        stack = EmbeddedStack(settings, console=console)
-        stack.up()
-        try:
+        with running_stack(settings, console=console) as stack:
             db.migrate(settings)
             kafka.ensure_topics(settings, kafka.all_topics(settings, settings.models))
             ing = Ingestor(settings)
@@ -171,8 +167,6 @@ def run(n: int, batch: int, console: Console, instances: int = 1) -> dict[str, f
             sup.stop()
             for name, text in logs.items():
                 print(name, "".join(ln for ln in text.splitlines(True) if "per stage" in ln)[-400:])
-        finally:
-            stack.down()
     return {
         "n": n,
         "batch": batch,

@@ -17,20 +17,14 @@ from argus.settings import Settings
 
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    from argus.modelzoo.registry import pull_all
-    from argus.stack.manager import EmbeddedStack
+    from argus.stack.manager import running_stack
     from argus.stack.ports import settings_for_tests
 
     settings = settings_for_tests(tmp_path_factory.mktemp("argus-state"))
     settings.processor.retry_max_wait_s = 2.0
     settings.kafka.session_timeout_ms = 3000
-    pull_all(settings)
-    stack = EmbeddedStack(settings)
-    stack.up()
-    try:
+    with running_stack(settings):
         yield settings
-    finally:
-        stack.down()
 
 
 @pytest.fixture(scope="session")

@@ -108,3 +108,17 @@ class EmbeddedStack:
 
     def status(self) -> list[ServiceStatus]:
         return [svc.status() for svc in self._services.values()]
+
+
+@contextmanager
+def running_stack(settings: Settings, console: Console | None = None) -> Iterator[EmbeddedStack]:
+    """Model artifacts pulled, every server up for the block, everything stopped after it (tests, benchmarks)."""
+    from argus.modelzoo.registry import pull_all
+
+    pull_all(settings)
+    stack = EmbeddedStack(settings, console=console)
+    stack.up()
+    try:
+        yield stack
+    finally:
+        stack.down()
