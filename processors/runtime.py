@@ -70,7 +70,7 @@ class ModelHandler(ABC):
         """The version every annotation names: the registry's (derived from the weights' hash)."""
         from argus.modelzoo.registry import get_spec
 
-        return get_spec(self.model).version
+        return get_spec(self.model).version_for(self.settings)
 
     def infer(self, triton: TritonClient, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One batched inference. Triton by default; an algorithmic step (e.g. a perceptual hash)

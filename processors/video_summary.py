@@ -22,13 +22,15 @@ from schemas.events import (
     AnnotationPayload,
     FaceDetection,
     ImageClassification,
+    NsfwDetection,
+    ObjectDetection,
     TimedTag,
     TimeRange,
     VideoSummary,
 )
 from sinks.search.fields import search_fields
 
-FLAG_LABELS = frozenset({"nsfw"})
+FLAG_LABELS = frozenset({"nsfw", "disturbing"})
 
 
 def _label_scores(payload: AnnotationPayload, labels: list[str]) -> dict[str, float]:
@@ -36,6 +38,13 @@ def _label_scores(payload: AnnotationPayload, labels: list[str]) -> dict[str, fl
         return {lb.name.lower(): lb.score for lb in payload.labels}
     if isinstance(payload, FaceDetection):
         return {"face": max((f.score for f in payload.faces), default=0.0)}
+    if isinstance(payload, ObjectDetection):
+        scores: dict[str, float] = {}
+        for o in payload.objects:
+            scores[o.label.lower()] = max(scores.get(o.label.lower(), 0.0), o.score)
+        return scores
+    if isinstance(payload, NsfwDetection):
+        return {"nsfw": payload.nsfw_score}
     return dict.fromkeys(labels, 1.0)
 
 

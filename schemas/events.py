@@ -128,6 +128,57 @@ class TextEmbedding(BaseModel):
     sources: list[str] = Field(description="models (and 'metadata') whose text went into it")
 
 
+class DetectedObject(BaseModel):
+    """One detected object (COCO class, or a body-part region of the NSFW detector)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    label: str
+    class_id: int = Field(ge=0)
+    score: float = Field(ge=0.0, le=1.0)
+    box: Box
+
+
+class ObjectDetection(BaseModel):
+    """Objects found in an image or keyframe (COCO-80 classes), highest score first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["object_detection"] = "object_detection"
+    object_count: int = Field(ge=0)
+    objects: list[DetectedObject]
+
+
+class NsfwDetection(BaseModel):
+    """Moderation: exposed/covered body-part regions and whether the image counts as NSFW."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["nsfw"] = "nsfw"
+    nsfw: bool = Field(description="nsfw_score >= threshold")
+    nsfw_score: float = Field(ge=0.0, le=1.0, description="Highest score of an explicit (exposed) region class")
+    threshold: float = Field(ge=0.0, le=1.0)
+    regions: list[DetectedObject]
+
+
+class ClipEmbedding(BaseModel):
+    """CLIP image embedding (cross-modal search) plus the zero-shot heads computed from it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["clip_embedding"] = "clip_embedding"
+    embedding: list[float] = Field(description="L2-normalised CLIP image embedding")
+    embedding_dim: int
+    zero_shot: dict[str, list[Label]] = Field(
+        default_factory=dict, description="Head name (disturbing, meme, action) -> its labels, best first")
+    flags: list[str] = Field(default_factory=list, description="Heads over their threshold, e.g. disturbing")
+
+
+class Caption(BaseModel):
+    """A generated description of an image or keyframe (optional captioning model)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["caption"] = "caption"
+    text: str
+    score: float | None = Field(None, ge=0.0, le=1.0)
+
+
 class TimeRange(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     start_ms: int = Field(ge=0)
@@ -181,7 +232,8 @@ class PerceptualHash(BaseModel):
 
 
 AnnotationPayload = Annotated[
-    ImageClassification | FaceDetection | OcrText | TextEmbedding | VideoSummary | PerceptualHash,
+    ImageClassification | FaceDetection | OcrText | TextEmbedding | VideoSummary | PerceptualHash
+    | ObjectDetection | NsfwDetection | ClipEmbedding | Caption,
     Field(discriminator="kind")
 ]
 

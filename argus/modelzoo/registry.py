@@ -36,10 +36,12 @@ __all__ = [
     "CheckResult",
     "ModelRow",
     "ModelSpec",
+    "ModelUnavailable",
     "PullResult",
     "VerifyReport",
     "get_spec",
     "list_models",
+    "unavailable_models",
     "pull",
     "pull_all",
     "repo_problems",
@@ -48,6 +50,10 @@ __all__ = [
 
 MANIFEST = "MANIFEST.json"
 CAT_CLASSES = ("tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat")
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot be pulled here; the message says why and what to install or configure."""
 
 
 @dataclass(frozen=True)
@@ -67,16 +73,37 @@ class ModelSpec:
     source_version: str
     licence: str
     outputs: tuple[str, ...]
-    weights: Callable[[], Path]  # the source weights file inside the installed package
+    weights: Callable[[Settings], Path]  # the source weights file (inside the installed package, or configured)
     build: Callable[[Path], None]  # writes the artifact (``artifact`` name) to the given path
     check: Callable[[Any, ModelSpec, Path], CheckResult]  # (tritonclient.http client, spec, model dir)
     artifact: str = "model.onnx"
     version_dir: str = "1"
     build_params: dict[str, Any] = field(default_factory=dict)  # recorded in the manifest; change -> rebuild
+    source_registry: str = "pypi"  # pypi | npm | file (weights the operator configures)
+    # why the model cannot be pulled on this installation (optional extra missing, no weights
+    # configured ...) or None; an unavailable model is not loaded in Triton and its processor not started
+    unavailable: Callable[[Settings], str | None] = field(default=lambda settings: None)
+    # True: the version's suffix is the sha256 prefix of whatever weights were configured (CLIP), not a
+    # constant checked at pull time
+    version_from_weights: bool = False
 
     @property
     def source(self) -> str:
+        if self.source_registry == "npm":
+            return f"npm:{self.source_package}@{self.source_version}"
+        if self.source_registry == "file":
+            return f"file:{self.source_package}"
         return f"pypi:{self.source_package}=={self.source_version}"
+
+    def version_for(self, settings: Settings) -> str:
+        """The model_version annotations carry: the constant, or (``version_from_weights``) the version
+        recorded by the last pull of the configured weights."""
+        if not self.version_from_weights:
+            return self.version
+        manifest = _read_manifest(self, settings)
+        if manifest is None:
+            raise RuntimeError(f"{self.name}: not pulled yet (run `argus models pull {self.name}`)")
+        return str(manifest["version"])
 
     def model_dir(self, settings: Settings) -> Path:
         return settings.triton_repo / self.name
@@ -108,6 +135,7 @@ class ModelRow:
     licence: str
     size_bytes: int | None
     available: bool
+    reason: str = ""  # why not available
 
 
 @dataclass(frozen=True)
@@ -122,7 +150,7 @@ class VerifyReport:
 # ---- EfficientNet-Lite0 -------------------------------------------------------------------------
 
 
-def _effnet_weights() -> Path:
+def _effnet_weights(settings: Settings) -> Path:
     from argus.modelzoo.efficientnet_lite import weights_path
 
     return weights_path()
@@ -246,7 +274,7 @@ def _read_manifest(spec: ModelSpec, settings: Settings) -> dict[str, Any] | None
         return None
 
 
-def _stale_reason(spec: ModelSpec, settings: Settings, weights_sha: str) -> str | None:
+def _stale_reason(spec: ModelSpec, settings: Settings, weights_sha: str, version: str) -> str | None:
     """None when the artifact on disk was built from these weights with these parameters and is intact."""
     artifact = spec.artifact_path(settings)
     if not artifact.exists():
@@ -254,7 +282,7 @@ def _stale_reason(spec: ModelSpec, settings: Settings, weights_sha: str) -> str 
     manifest = _read_manifest(spec, settings)
     if manifest is None:
         return f"{MANIFEST} missing or unreadable"
-    if manifest.get("version") != spec.version or manifest.get("build") != spec.build_params:
+    if manifest.get("version") != version or manifest.get("build") != spec.build_params:
         return "built by another spec version"
     if manifest.get("source", {}).get("sha256") != weights_sha:
         return "source weights changed"
@@ -267,21 +295,27 @@ def pull(settings: Settings, name: str = "efficientnet_lite0", force: bool = Fal
     """Build ``triton_repo/<name>/1/<artifact>`` from the installed weights package, if missing or stale."""
     spec = get_spec(name)
     started = time.monotonic()
-    weights = spec.weights()
+    if (why := spec.unavailable(settings)) is not None:
+        raise ModelUnavailable(f"{name}: {why}")
+    weights = spec.weights(settings)
     weights_sha = sha256_file(weights)
-    expected = spec.version.rsplit("-", 1)[-1]
-    if not weights_sha.startswith(expected):
-        raise RuntimeError(
-            f"{weights} has sha256 {weights_sha[:16]}..., but spec {spec.version} expects {expected}...; "
-            f"install {spec.source_package}=={spec.source_version}"
-        )
+    if spec.version_from_weights:
+        version = f"{spec.version}-{weights_sha[:8]}"
+    else:
+        version = spec.version
+        expected = spec.version.rsplit("-", 1)[-1]
+        if not weights_sha.startswith(expected):
+            raise RuntimeError(
+                f"{weights} has sha256 {weights_sha[:16]}..., but spec {spec.version} expects {expected}...; "
+                f"install {spec.source_package}=={spec.source_version}"
+            )
     artifact = spec.artifact_path(settings)
-    reason = "forced" if force else _stale_reason(spec, settings, weights_sha)
+    reason = "forced" if force else _stale_reason(spec, settings, weights_sha, version)
     if reason is None:
         manifest = _read_manifest(spec, settings) or {}
         return PullResult(
             spec.name,
-            spec.version,
+            version,
             artifact,
             "up-to-date",
             "artifact matches manifest",
@@ -301,7 +335,7 @@ def pull(settings: Settings, name: str = "efficientnet_lite0", force: bool = Fal
         tmp.unlink(missing_ok=True)
     manifest = {
         "model": spec.name,
-        "version": spec.version,
+        "version": version,
         "source": {
             "package": spec.source_package,
             "package_version": spec.source_version,
@@ -316,7 +350,7 @@ def pull(settings: Settings, name: str = "efficientnet_lite0", force: bool = Fal
     }
     _write_atomic(spec.manifest_path(settings), json.dumps(manifest, indent=2) + "\n")
     return PullResult(
-        spec.name, spec.version, artifact, "exported", reason, artifact_sha, time.monotonic() - started
+        spec.name, version, artifact, "exported", reason, artifact_sha, time.monotonic() - started
     )
 
 
@@ -339,7 +373,7 @@ def _artifact_intact(spec: ModelSpec, settings: Settings) -> bool:
     return (
         artifact.exists()
         and manifest is not None
-        and manifest.get("version") == spec.version
+        and (spec.version_from_weights or manifest.get("version") == spec.version)
         and manifest.get("artifact", {}).get("sha256") == sha256_file(artifact)
     )
 
@@ -348,18 +382,26 @@ def list_models(settings: Settings) -> list[ModelRow]:
     rows = []
     for spec in SPECS.values():
         artifact = spec.artifact_path(settings)
+        why = spec.unavailable(settings)
+        intact = why is None and _artifact_intact(spec, settings)
         rows.append(
             ModelRow(
                 name=spec.name,
                 task=spec.task,
-                version=spec.version,
+                version=spec.version_for(settings) if intact else spec.version,
                 source=spec.source,
                 licence=spec.licence,
                 size_bytes=artifact.stat().st_size if artifact.exists() else None,
-                available=_artifact_intact(spec, settings),
+                available=intact,
+                reason=why or ("" if intact else "not pulled (run `argus models pull`)"),
             )
         )
     return rows
+
+
+def unavailable_models(settings: Settings, names: list[str]) -> dict[str, str]:
+    """{model: why} for those of ``names`` that cannot run on this installation (registered models only)."""
+    return {n: why for n in names if n in SPECS and (why := SPECS[n].unavailable(settings)) is not None}
 
 
 def repo_problems(settings: Settings) -> list[str]:
@@ -390,8 +432,15 @@ def verify(settings: Settings, triton_url: str | None = None, names: list[str] |
             return VerifyReport(False, [f"FAIL triton at {url}: unreachable ({exc})"])
         lines.append(f"{'ok  ' if live else 'FAIL'} triton at {url}: {'ready' if live else 'not ready'}")
         ok &= live
+        if names is None:
+            for name, reason in unavailable_models(settings, settings.models).items():
+                lines.append(f"skip {name}: unavailable: {reason}")
         for name in names or [m for m in settings.triton_models if m in SPECS]:
             spec = get_spec(name)
+            if (why := spec.unavailable(settings)) is not None:
+                lines.append(f"FAIL {name}: unavailable: {why}")
+                ok = False
+                continue
             intact = _artifact_intact(spec, settings)
             lines.append(
                 f"{'ok  ' if intact else 'FAIL'} {name}: {spec.artifact} "
@@ -406,7 +455,7 @@ def verify(settings: Settings, triton_url: str | None = None, names: list[str] |
                 result = spec.check(client, spec, spec.model_dir(settings))
             except Exception as exc:  # noqa: BLE001
                 result = CheckResult(False, f"inference failed: {exc}")
-            lines.append(f"{'ok  ' if result.ok else 'FAIL'} {name} ({spec.version}): {result.detail}")
+            lines.append(f"{'ok  ' if result.ok else 'FAIL'} {name} ({spec.version_for(settings)}): {result.detail}")
             ok &= result.ok
     finally:
         client.close()

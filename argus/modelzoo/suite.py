@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 if TYPE_CHECKING:
     from argus.modelzoo.registry import CheckResult, ModelSpec
+    from argus.settings import Settings
 
 FACE_SIZE = 640  # face_mtcnn canvas (config.pbtxt IMAGE dims)
 OCR_SIZE = 960  # ocr_ppocr canvas
@@ -58,7 +59,7 @@ def photo(name: str) -> Image.Image:
 
 
 # ---- face_mtcnn ------------------------------------------------------------------------------------
-def mtcnn_weights() -> Path:
+def mtcnn_weights(settings: Settings | None = None) -> Path:
     return _site("facenet_pytorch") / "data" / "onet.pt"
 
 
@@ -93,7 +94,7 @@ _PPOCR_FILES = {
 }
 
 
-def ppocr_weights() -> Path:
+def ppocr_weights(settings: Settings | None = None) -> Path:
     return _site("rapidocr_onnxruntime") / "models" / _PPOCR_FILES["rec.onnx"]
 
 
@@ -135,7 +136,7 @@ def ppocr_check(client: Any, spec: ModelSpec, model_dir: Path) -> CheckResult:
 
 
 # ---- text_embed ------------------------------------------------------------------------------------
-def minilm_weights() -> Path:
+def minilm_weights(settings: Settings | None = None) -> Path:
     from argus.modelzoo.minilm import weights_path
 
     return weights_path()

@@ -10,8 +10,12 @@ from dataclasses import dataclass, field
 
 from schemas.events import (
     AnnotationPayload,
+    Caption,
+    ClipEmbedding,
     FaceDetection,
     ImageClassification,
+    NsfwDetection,
+    ObjectDetection,
     OcrText,
     PerceptualHash,
     TextEmbedding,
@@ -46,6 +50,20 @@ def search_fields(payload: AnnotationPayload) -> SearchFields:
             numeric=dict(payload.numeric),
             embedding=payload.embedding,
         )
+    if isinstance(payload, ObjectDetection):
+        # COCO class names are labels ("person", "cup"): facets and full text; the count is numeric
+        return SearchFields(labels=sorted({o.label.lower() for o in payload.objects}),
+                            numeric={"object_count": float(payload.object_count)})
+    if isinstance(payload, NsfwDetection):
+        # the score is the numeric flag the search filter thresholds; "nsfw" is also a label when set
+        return SearchFields(labels=["nsfw"] if payload.nsfw else [], numeric={"nsfw": payload.nsfw_score})
+    if isinstance(payload, ClipEmbedding):
+        # a binary head (disturbing, meme) has a label named like the head: its probability is a numeric
+        # flag/filter; what the heads flagged (disturbing, meme, a confident action) are labels
+        numeric = {head: lb.score for head, labels in payload.zero_shot.items() for lb in labels if lb.name == head}
+        return SearchFields(labels=sorted(set(payload.flags)), numeric=numeric, embedding=payload.embedding)
+    if isinstance(payload, Caption):
+        return SearchFields(text=payload.text)
     if isinstance(payload, PerceptualHash):
         return SearchFields()  # near-duplicate hashes live in the NDD index (sinks/ndd_sink.py), not here
     return SearchFields()  # pragma: no cover - every payload kind has a branch above
