@@ -59,3 +59,21 @@ def sample_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     from argus.samples import export_samples
 
     return export_samples(tmp_path_factory.mktemp("samples"))
+
+
+def load_models(settings: Settings, names: list[str]) -> None:
+    """Pull ``names`` and load them into the session's Triton (explicit model control), for tests of
+    models that are not in the default ``Settings.models`` (optional extras, CLIP with test weights).
+    A model already loaded is reloaded, so a test that re-pulled different weights gets them."""
+    import tritonclient.http as httpclient
+
+    from argus.modelzoo import registry
+
+    client = httpclient.InferenceServerClient(url=settings.triton_url, network_timeout=600.0)
+    try:
+        for name in names:
+            registry.pull(settings, name)
+            client.load_model(name)
+            assert client.is_model_ready(name), f"{name} did not become ready in Triton"
+    finally:
+        client.close()
