@@ -78,6 +78,39 @@ def test_long_video_is_capped_and_sampled_by_seeking() -> None:
     assert len(cuts) == 4  # the first frame and the 3 cuts (found within one sampling interval)
 
 
+def test_two_hour_video_capped_keyframes_bounded_memory() -> None:
+    import threading
+
+    import psutil
+
+    # 2 hours at 1 fps (4 shots of 30 min): 7200 frames, ~1.2 MB of H.264
+    shots = [(photo(n), 1800.0) for n in ("chelsea", "astronaut", "coffee", "rocket")]
+    clip = make_video(shots, "mp4", fps=1, size=(96, 64), gop=30)
+    assert video.probe(clip).duration_ms == 7_200_000
+    proc = psutil.Process()
+    base = peak = proc.memory_info().rss
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, proc.memory_info().rss)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        frames = video.keyframes(clip)  # the settings' defaults: at most 16 keyframes
+    finally:
+        done.set()
+        watcher.join()
+    assert 4 <= len(frames) <= Settings().video.max_keyframes
+    # every cut (0, 30, 60, 90 min) is found within one sampling interval
+    for cut in (0, 1_800_000, 3_600_000, 5_400_000):
+        assert any(cut <= f.pts_ms <= cut + 60_000 for f in frames), (cut, [f.pts_ms for f in frames])
+    assert peak - base < 64 * 2**20  # decoded one frame at a time (measured: ~3 MB)
+
+
 def test_iter_frames_fixed_rate_with_timestamps() -> None:
     clip = make_video(SHOTS, "mkv", fps=10)
     frames = list(video.iter_frames(clip, every_ms=1000))
