@@ -14,6 +14,8 @@ import pytest
 from argus import db, kafka
 from argus.settings import Settings
 
+SESSION_MODELS = ("efficientnet_lite0", "pdq", "face_mtcnn", "ocr_ppocr", "text_embed")
+
 
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
@@ -21,6 +23,9 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     from argus.stack.ports import settings_for_tests
 
     settings = settings_for_tests(tmp_path_factory.mktemp("argus-state"))
+    # the pipeline tests (exactly-once, chaos, security ...) run these processors; the other models
+    # (COCO, NSFW, CLIP, captioning) have their own test files and are loaded there with load_models()
+    settings.models = list(SESSION_MODELS)
     settings.processor.retry_max_wait_s = 2.0
     settings.kafka.session_timeout_ms = 3000
     with running_stack(settings):
