@@ -317,15 +317,18 @@ async def hybrid(
 async def clip_text_to_image(request: Request, query: Filters,
                              text: Annotated[str, Query(min_length=1, max_length=500)],
                              k: Annotated[int, Query(ge=1, le=100)] = 10) -> KnnOut:
-    """Cross-modal text -> image search; only where CLIP weights are installed (none ship in a registry
-    package, see docs/search.md), otherwise 501."""
+    """Cross-modal text -> image search; only where CLIP weights are configured (none ship in a registry
+    package: ARGUS_CLIP__WEIGHTS, docs/models.md), otherwise 501."""
     settings = settings_of(request)
     model = settings.search.clip_model
+    from argus.modelzoo.registry import unavailable_models
     from processors.registry import HANDLERS
 
     handler_cls = HANDLERS.get(model)
     if handler_cls is None or not hasattr(handler_cls, "embed_text"):
         raise HTTPException(501, f"cross-modal search needs the {model!r} model (CLIP weights), not installed here")
+    if why := unavailable_models(settings, [model]).get(model):
+        raise HTTPException(501, f"cross-modal search needs the {model!r} model: {why}")
     handler = handler_cls(settings)
     vec = await _run(handler.embed_text, _embedder(request).triton, text)  # type: ignore[attr-defined]
     hits = await _run(_index(request).knn, model, vec, k, query)

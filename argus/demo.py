@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from api.render import print_hits, print_search
 from argus import db, kafka, pipeline
-from argus.modelzoo.registry import pull_all
+from argus.modelzoo.registry import pull_all, unavailable_models
 from argus.samples import export_samples
 from argus.settings import Settings
 from argus.stack.manager import EmbeddedStack
@@ -26,6 +26,10 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
     console = Console()
     console.rule("[bold]Argus: embedded stack")
     stack = EmbeddedStack(settings)
+    unavailable = unavailable_models(settings, settings.models)
+    for name, why in unavailable.items():
+        console.print(f"[yellow]{name}[/yellow] not started: {why}")
+    active = [m for m in settings.models if m not in unavailable]
     pull_all(settings)
     stack.up()
     db.migrate(settings)
@@ -80,10 +84,19 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
             vec = QueryEmbedder(settings).image(MODEL, paths["chelsea"].read_bytes(), box)
             print_hits(console, "region search: a box on chelsea.jpg (the cat's head), embedded now through Triton",
                        index.knn(MODEL, vec, 5))
-        if "face_mtcnn" in settings.models:
+        if "face_mtcnn" in active:
             pipeline.wait_until_done(settings, ids, "face_mtcnn", 300)
             print_search(console, "label:face (MTCNN)", index.search(SearchQuery(labels=("face",), limit=5)))
-        if "text_embed" in settings.models:
+        if "coco_centernet" in active:
+            pipeline.wait_until_done(settings, ids, "coco_centernet", 300)
+            print_search(console, "label:cup (COCO objects, CenterNet)",
+                         index.search(SearchQuery(labels=("cup",), limit=5)))
+        if "nsfw_nudenet" in active:
+            pipeline.wait_until_done(settings, ids, "nsfw_nudenet", 300)
+            flagged = index.search(SearchQuery(flags=(("nsfw", "only"),), limit=5)).total
+            print_search(console, f"person, nsfw=exclude (NudeNet; {flagged} sample(s) flagged)",
+                         index.search(SearchQuery(text="person", flags=(("nsfw", "exclude"),), limit=5)))
+        if "text_embed" in active:
             from argus.semantic import semantic_search
 
             pipeline.wait_until_done(settings, ids, "text_embed", 300)

@@ -168,6 +168,36 @@ class SearchSettings(BaseModel):
     clip_model: str = "clip"  # cross-modal text->image, used only when loaded
 
 
+class ClipSettings(BaseModel):
+    """CLIP (open_clip) for cross-modal search + zero-shot heads (argus/modelzoo/clip.py, docs/models.md).
+
+    No weights ship with Argus and none come from a package registry: without ``weights`` or ``pretrained``
+    the ``clip``/``clip_text`` models are unavailable (not loaded, processor not started), never random.
+    """
+
+    weights: Path | None = None  # an open_clip checkpoint file (.bin/.pt/.safetensors) for ``arch``
+    pretrained: str | None = None  # an open_clip tag (e.g. "laion2b_s34b_b79k"): downloaded from the hub at pull
+    # "ViT-B-32" (OpenAI BPE tokenizer, shipped with open_clip); "xlm-roberta-base-ViT-B-32" is the multilingual
+    # choice, but its text tower config and tokenizer come from the Hugging Face hub (needs transformers + internet)
+    arch: str = "ViT-B-32"
+    disturbing_threshold: float = 0.5  # P(disturbing) at or above this raises the "disturbing" flag
+    meme_threshold: float = 0.5  # P(meme) ... the "meme" flag
+    action_threshold: float = 0.5  # the top Kinetics-400 action becomes a flag (a search label) at or above this
+    action_top_k: int = 5  # action labels kept per image, best first
+
+
+class CaptionSettings(BaseModel):
+    """BLIP image captioning (model ``caption_blip``, argus/modelzoo/caption.py, docs/models.md).
+
+    No registry package ships BLIP weights: ``weights`` is a ``save_pretrained`` folder the operator downloaded
+    where there is internet. Without it the model is unavailable (not loaded, processor not started), never random.
+    """
+
+    weights: Path | None = None  # folder: config.json, model.safetensors|pytorch_model.bin, tokenizer, preprocessor
+    max_new_tokens: int = 30  # caption length cap (tokens), sent with each request
+    num_beams: int = 3  # beam search width (1 = greedy, the cheapest on CPU)
+
+
 class NddSettings(BaseModel):
     """Near-duplicate detection (argus/ndd, docs/ndd.md); thresholds calibrated by benchmarks/ndd_eval.py."""
 
@@ -204,12 +234,17 @@ class Settings(BaseSettings):
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     video: VideoSettings = Field(default_factory=VideoSettings)
     # annotation models whose processors run (each: a processors/handlers entry; most also a triton_repo folder)
+    # clip and caption_blip need operator-supplied weights (ARGUS_CLIP__WEIGHTS, ARGUS_CAPTION__WEIGHTS) and
+    # nsfw_nudenet an optional extra: without them they are reported unavailable and not started
     models: list[str] = Field(default_factory=lambda: ["efficientnet_lite0", "pdq",  # pdq: near-duplicate hashes
-                                                       "face_mtcnn", "ocr_ppocr", "text_embed"])
+                                                       "face_mtcnn", "ocr_ppocr", "coco_centernet",
+                                                       "nsfw_nudenet", "clip", "caption_blip", "text_embed"])
     ndd: NddSettings = Field(default_factory=NddSettings)
     search_backend: str = "postgres"
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    caption: CaptionSettings = Field(default_factory=CaptionSettings)
+    clip: ClipSettings = Field(default_factory=ClipSettings)
     api_keys: list[str] = Field(default_factory=lambda: ["dev-key"])
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
@@ -241,9 +276,9 @@ class Settings(BaseSettings):
     def triton_models(self) -> list[str]:
         if self.triton.models is not None:
             return self.triton.models
-        from argus.modelzoo.registry import unavailable_models
+        from argus.modelzoo.registry import unavailable_models, with_companions
 
-        candidates = [m for m in self.models if (self.triton_repo / m / "config.pbtxt").exists()]
+        candidates = [m for m in with_companions(self.models) if (self.triton_repo / m / "config.pbtxt").exists()]
         skip = unavailable_models(self, candidates)  # no weights configured / optional extra missing
         return [m for m in candidates if m not in skip]
 

@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from argus.imaging import to_model_input
-from argus.modelzoo import suite
+from argus.modelzoo import nudenet, suite
 from argus.modelzoo.registry import pull
 from argus.samples import export_samples
 from argus.settings import Settings
@@ -45,6 +45,13 @@ from processors.handlers.frames import letterbox
 DEFAULT = ["efficientnet_lite0", "face_mtcnn", "ocr_ppocr", "text_embed"]
 OUTPUTS = {"efficientnet_lite0": ["EMBEDDING", "PROBS"], "face_mtcnn": ["BOXES", "SCORES", "COUNT"],
            "ocr_ppocr": ["TEXT", "SCORES", "BOXES", "COUNT"], "text_embed": ["EMBEDDING"]}
+OUTPUTS["nsfw_nudenet"] = ["RAW"]  # optional model: benchmarked by default only where nudenet is installed
+if nudenet.unavailable() is None:
+    DEFAULT.append("nsfw_nudenet")
+OUTPUTS["coco_centernet"] = ["DETECTIONS"]  # in-process: its python-backend Core (1 ORT thread, like Triton's)
+DEFAULT.append("coco_centernet")
+# CLIP image tower: only with ARGUS_CLIP__WEIGHTS set (no weights ship), e.g. --models clip
+OUTPUTS["clip"] = ["EMBEDDING"]
 SENTENCES = ["Chelsea the cat. egyptian cat, tabby, tiger cat", "Astronaut Eileen Collins. face. space suit",
              "Cup of coffee. espresso, cup", "HELLO WORLD 2024. Media asset search", "rocket on the launch pad"]
 
@@ -65,6 +72,14 @@ def rows_for(model: str, photos: list[Image.Image], n: int, settings: Settings) 
         img = photos[i % len(photos)]
         if model == "efficientnet_lite0":
             out.append({"IMAGE": to_model_input(img)})
+        elif model == "nsfw_nudenet":  # the processor keeps SIZE for decoding; Triton gets IMAGE only
+            out.append({"IMAGE": letterbox(img, nudenet.SIZE)[0]})
+        elif model == "clip":  # resize shorter side + centre crop, like open_clip's preprocess
+            from argus.modelzoo.clip import to_clip_input
+
+            out.append({"IMAGE": to_clip_input(img)})
+        elif model == "coco_centernet":  # likewise: SIZE stays in the processor
+            out.append({"IMAGE": letterbox(img, 512)[0]})
         else:
             size = suite.FACE_SIZE if model == "face_mtcnn" else suite.OCR_SIZE
             canvas, wh = letterbox(img, size)
@@ -80,7 +95,12 @@ def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def in_process(model: str, settings: Settings) -> Callable[[dict[str, np.ndarray]], Any]:
-    if model in ("efficientnet_lite0", "text_embed"):
+    if model == "nsfw_nudenet":
+        from argus.modelzoo.inprocess import InProcessModel
+
+        nsfw = InProcessModel(model, settings.triton_repo, threads=2)
+        return lambda b: nsfw.infer(b["IMAGE"])
+    if model in ("efficientnet_lite0", "text_embed", "clip"):
         from argus.modelzoo.inprocess import InProcessModel
 
         m = InProcessModel(model, settings.triton_repo, threads=2)

