@@ -223,40 +223,21 @@ def test_pull_and_verify_through_triton(caption_loaded: Settings, tiny_blip: Pat
 @pytest.fixture(scope="module")
 def caption_run(caption_loaded: Settings, sample_files: list[Path]) -> Iterator[tuple[Settings, dict[str, str]]]:
     """The caption processor + sinks on an isolated database: two photos and a 3-shot video in."""
-    from argus import kafka, pipeline
-    from argus.workers import Supervisor, default_workers
-    from producers.ingest import Ingestor, Metadata
-    from tests.conftest import isolated_settings
+    from tests.modelrun import model_run
     from tests.videofactory import make_video
 
-    s = isolated_settings(caption_loaded, "t_model_caption")
-    s.models = [MODEL]
-    kafka.ensure_topics(s, kafka.all_topics(s, s.models))
-    workers = default_workers(s)
-    assert f"processor-{MODEL}" in {w.name for w in workers}
-    sup = Supervisor(s, workers)
-    sup.start()
-    try:
-        ing = Ingestor(s)
-        files = {p.stem: p.read_bytes() for p in sample_files}
-        shots = [(np.asarray(getattr(data, n)()), 2.0) for n in ("chelsea", "astronaut", "coffee")]
-        inputs = {"chelsea": (files["chelsea"], "chelsea.jpg"), "astronaut": (files["astronaut"], "astronaut.jpg"),
-                  "mp4": (make_video(shots, "mp4"), "clip.mp4")}
-        ids = {k: ing.ingest_bytes(blob, Metadata(filename=name)).asset_id for k, (blob, name) in inputs.items()}
-        final = pipeline.wait_until_done(s, list(ids.values()), MODEL, timeout=600)
-        assert final.done, f"{final}; dead workers: {sup.dead()}"
-        yield s, ids
-    finally:
-        sup.stop()
+    files = {p.stem: p.read_bytes() for p in sample_files}
+    shots = [(np.asarray(getattr(data, n)()), 2.0) for n in ("chelsea", "astronaut", "coffee")]
+    media = {"chelsea": (files["chelsea"], "chelsea.jpg"), "astronaut": (files["astronaut"], "astronaut.jpg"),
+             "mp4": (make_video(shots, "mp4"), "clip.mp4")}
+    with model_run(caption_loaded, "t_model_caption", [MODEL], media) as run:
+        yield run
 
 
 def _annotations(s: Settings, asset_id: str) -> list[dict[str, Any]]:
-    from argus import db
+    from tests.modelrun import annotations
 
-    with db.connect(s) as conn:
-        return list(conn.execute(
-            "SELECT keyframe_ms, model_version, payload FROM annotations WHERE asset_id=%s AND model=%s "
-            "ORDER BY keyframe_ms NULLS FIRST", (asset_id, MODEL)).fetchall())
+    return annotations(s, asset_id, MODEL)
 
 
 @pytest.mark.integration

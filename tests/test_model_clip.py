@@ -289,43 +289,21 @@ def test_verify_through_triton_is_honest_about_random_weights(clip_stack: Settin
 
 @pytest.fixture(scope="module")
 def clip_run(clip_stack: Settings, sample_files: list[Path]) -> Iterator[tuple[Settings, dict[str, str]]]:
-    from argus import kafka, pipeline
-    from argus.workers import Supervisor, default_workers
-    from producers.ingest import Ingestor, Metadata
-    from tests.conftest import isolated_settings
+    from tests.modelrun import model_run
     from tests.videofactory import make_video
 
-    s = isolated_settings(clip_stack, "t_model_clip")
-    s.models = ["clip"]
-    kafka.ensure_topics(s, kafka.all_topics(s, s.models))
-    workers = default_workers(s)
-    assert "processor-clip" in [w.name for w in workers]
-    sup = Supervisor(s, workers)
-    sup.start()
-    try:
-        ing = Ingestor(s)
-        files = {p.stem: p.read_bytes() for p in sample_files}
-        shots = [(np.asarray(data.chelsea()), 2.0), (np.asarray(data.astronaut()), 2.0),
-                 (np.asarray(data.coffee()), 2.0)]
-        ids = {
-            "chelsea": ing.ingest_bytes(files["chelsea"], Metadata(filename="chelsea.jpg")).asset_id,
-            "astronaut": ing.ingest_bytes(files["astronaut"], Metadata(filename="astronaut.jpg")).asset_id,
-            "video": ing.ingest_bytes(make_video(shots, "mp4"), Metadata(filename="clip.mp4")).asset_id,
-        }
-        final = pipeline.wait_until_done(s, list(ids.values()), "clip", timeout=600)
-        assert final.done and final.failed == 0, f"{final}; dead workers: {sup.dead()}"
-        yield s, ids
-    finally:
-        sup.stop()
+    files = {p.stem: p.read_bytes() for p in sample_files}
+    shots = [(np.asarray(data.chelsea()), 2.0), (np.asarray(data.astronaut()), 2.0), (np.asarray(data.coffee()), 2.0)]
+    media = {"chelsea": (files["chelsea"], "chelsea.jpg"), "astronaut": (files["astronaut"], "astronaut.jpg"),
+             "video": (make_video(shots, "mp4"), "clip.mp4")}
+    with model_run(clip_stack, "t_model_clip", ["clip"], media) as run:
+        yield run
 
 
 def _annotations(s: Settings, asset_id: str) -> list[dict[str, Any]]:
-    from argus import db
+    from tests.modelrun import annotations
 
-    with db.connect(s) as conn:
-        return list(conn.execute(
-            "SELECT keyframe_ms, model_version, payload FROM annotations WHERE asset_id=%s AND model='clip' "
-            "ORDER BY keyframe_ms NULLS FIRST", (asset_id,)).fetchall())
+    return annotations(s, asset_id, "clip")
 
 
 def _check_payload(payload: dict[str, Any]) -> None:

@@ -178,36 +178,19 @@ SHOTS = [(photo("astronaut"), 2.0), (photo("coffee"), 2.0), (photo("chelsea"), 2
 @pytest.fixture(scope="module")
 def detection_run(loaded: Settings, sample_files: list[Path]) -> Iterator[tuple[Settings, dict[str, str]]]:
     """The coco_centernet processor + sinks on an isolated database; photos and a video in."""
-    from argus import kafka, pipeline
-    from argus.workers import Supervisor, default_workers
-    from producers.ingest import Ingestor, Metadata
-    from tests.conftest import isolated_settings
+    from tests.modelrun import model_run
 
-    s = isolated_settings(loaded, "t_model_detection")
-    s.models = [MODEL]
-    kafka.ensure_topics(s, kafka.all_topics(s, s.models))
-    sup = Supervisor(s, default_workers(s))
-    sup.start()
-    try:
-        ing = Ingestor(s)
-        files = {p.stem: p.read_bytes() for p in sample_files}
-        ids = {key: ing.ingest_bytes(files[key], Metadata(filename=f"{key}.jpg")).asset_id
-               for key in ("astronaut", "coffee", "motorcycle", "rocket")}
-        ids["video"] = ing.ingest_bytes(make_video(SHOTS, "mp4"), Metadata(filename="clip.mp4")).asset_id
-        final = pipeline.wait_until_done(s, list(ids.values()), MODEL, timeout=600)
-        assert final.done, f"{final}; dead workers: {sup.dead()}"
-        yield s, ids
-    finally:
-        sup.stop()
+    files = {p.stem: p.read_bytes() for p in sample_files}
+    media = {key: (files[key], f"{key}.jpg") for key in ("astronaut", "coffee", "motorcycle", "rocket")}
+    media["video"] = (make_video(SHOTS, "mp4"), "clip.mp4")
+    with model_run(loaded, "t_model_detection", [MODEL], media) as run:
+        yield run
 
 
 def _annotations(s: Settings, asset_id: str) -> list[dict[str, Any]]:
-    from argus import db
+    from tests.modelrun import annotations
 
-    with db.connect(s) as conn:
-        return list(conn.execute(
-            "SELECT keyframe_ms, model_version, payload FROM annotations WHERE asset_id=%s AND model=%s "
-            "ORDER BY keyframe_ms NULLS FIRST", (asset_id, MODEL)).fetchall())
+    return annotations(s, asset_id, MODEL)
 
 
 @pytest.mark.integration

@@ -292,39 +292,23 @@ def test_production_preprocessing_on_real_photos(session: Any) -> None:
 @pytest.fixture(scope="module")
 def nsfw_run(stack_settings: Settings, sample_files: list[Path]) -> Iterator[tuple[Settings, dict[str, str]]]:
     """The nsfw_nudenet processor + sinks on an isolated database: every sample photo and a video in."""
-    from argus import kafka, pipeline
-    from argus.workers import Supervisor, default_workers
-    from producers.ingest import Ingestor, Metadata
-    from tests.conftest import isolated_settings, load_models
+    from tests.conftest import load_models
+    from tests.modelrun import model_run
 
     if nudenet.unavailable() is not None:
         pytest.skip(nudenet.INSTALL_HINT)
     load_models(stack_settings, [MODEL])
-    s = isolated_settings(stack_settings, "t_model_nsfw")
-    s.models = [MODEL]
-    kafka.ensure_topics(s, kafka.all_topics(s, s.models))
-    sup = Supervisor(s, default_workers(s))
-    assert f"processor-{MODEL}" in sup.workers
-    sup.start()
-    try:
-        ing = Ingestor(s)
-        ids = {p.stem: ing.ingest_bytes(p.read_bytes(), Metadata(filename=p.name)).asset_id for p in sample_files}
-        shots = [(photo("chelsea"), 2.0), (photo("astronaut"), 2.0), (photo("coffee"), 2.0)]
-        ids["video"] = ing.ingest_bytes(make_video(shots, "mp4"), Metadata(filename="clip.mp4")).asset_id
-        final = pipeline.wait_until_done(s, list(ids.values()), MODEL, timeout=600)
-        assert final.done, f"{final}; dead workers: {sup.dead()}"
-        yield s, ids
-    finally:
-        sup.stop()
+    media = {p.stem: (p.read_bytes(), p.name) for p in sample_files}
+    shots = [(photo("chelsea"), 2.0), (photo("astronaut"), 2.0), (photo("coffee"), 2.0)]
+    media["video"] = (make_video(shots, "mp4"), "clip.mp4")
+    with model_run(stack_settings, "t_model_nsfw", [MODEL], media) as run:
+        yield run
 
 
 def _annotations(s: Settings, asset_id: str) -> list[dict[str, Any]]:
-    from argus import db
+    from tests.modelrun import annotations
 
-    with db.connect(s) as conn:
-        return list(conn.execute(
-            "SELECT keyframe_ms, model_version, payload FROM annotations WHERE asset_id=%s AND model=%s "
-            "ORDER BY keyframe_ms NULLS FIRST", (asset_id, MODEL)).fetchall())
+    return annotations(s, asset_id, MODEL)
 
 
 @pytest.mark.integration

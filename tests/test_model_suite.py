@@ -306,12 +306,9 @@ def suite_run(stack_settings: Settings, sample_files: list[Path]) -> Iterator[tu
 
 
 def _annotations(s: Settings, asset_id: str, model: str) -> list[dict[str, Any]]:
-    from argus import db
+    from tests.modelrun import annotations
 
-    with db.connect(s) as conn:
-        return list(conn.execute(
-            "SELECT keyframe_ms, model_version, payload FROM annotations WHERE asset_id=%s AND model=%s "
-            "ORDER BY keyframe_ms NULLS FIRST", (asset_id, model)).fetchall())
+    return annotations(s, asset_id, model)
 
 
 @pytest.mark.integration

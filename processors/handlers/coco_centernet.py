@@ -13,15 +13,13 @@ from typing import ClassVar
 import numpy as np
 
 from argus.modelzoo import centernet
-from argus.triton import TritonClient
-from processors.handlers.frames import IMAGE_AND_VIDEO, letterbox, media_frames
-from processors.runtime import Item, ModelHandler
-from schemas.events import AnnotationPayload, Box, DetectedObject, MediaUploaded, ObjectDetection
+from processors.handlers.frames import LetterboxedDetector, box_of
+from schemas.events import AnnotationPayload, DetectedObject, ObjectDetection
 
 
-class CocoCenternet(ModelHandler):
+class CocoCenternet(LetterboxedDetector):
     model = "coco_centernet"
-    media_types = IMAGE_AND_VIDEO
+    canvas = centernet.SIZE
     outputs = ["DETECTIONS"]
     max_batch = 16
     max_keyframes = 8  # ~60-150 ms per frame on one CPU core
@@ -34,18 +32,6 @@ class CocoCenternet(ModelHandler):
     def labels(self) -> list[str]:
         return centernet.load_labels(self.settings.triton_repo / self.model)
 
-    def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
-        items = []
-        for ms, img in media_frames(self.settings, event, data, self.max_keyframes):
-            canvas, size = letterbox(img, centernet.SIZE)
-            # SIZE is not a model input (see infer): it only normalises the boxes to the frame
-            items.append(Item(event, ms, {"IMAGE": canvas, "SIZE": size}))
-        return items
-
-    def infer(self, triton: TritonClient, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = triton.infer(self.model, {"IMAGE": inputs["IMAGE"]}, self.outputs)
-        return {**out, "SIZE": inputs["SIZE"]}
-
     def to_payloads(self, outputs: dict[str, np.ndarray], n: int) -> list[AnnotationPayload]:
         return [self.payload(outputs["DETECTIONS"][i], outputs["SIZE"][i]) for i in range(n)]
 
@@ -54,7 +40,7 @@ class CocoCenternet(ModelHandler):
         found = centernet.decode(det, size, self.labels, self.threshold, self.iou_threshold)
         objects = [
             DetectedObject(label=d.label, class_id=d.class_id, score=round(d.score, 5),
-                           box=Box(**dict(zip(("x1", "y1", "x2", "y2"), (round(v, 5) for v in d.box), strict=True))))
+                           box=box_of(d.box))
             for d in found
         ]
         return ObjectDetection(object_count=len(objects), objects=objects)

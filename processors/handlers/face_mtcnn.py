@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from argus.modelzoo.suite import FACE_SIZE
-from processors.handlers.frames import IMAGE_AND_VIDEO, letterbox, media_frames
+from processors.handlers.frames import IMAGE_AND_VIDEO, box_of, letterbox, media_frames
 from processors.runtime import Item, ModelHandler
-from schemas.events import AnnotationPayload, Box, Face, FaceDetection, MediaUploaded
+from schemas.events import AnnotationPayload, Face, FaceDetection, MediaUploaded
 
 
 class FaceMtcnn(ModelHandler):
@@ -29,7 +29,7 @@ class FaceMtcnn(ModelHandler):
         for i in range(n):
             k = int(outputs["COUNT"][i, 0])
             faces = [
-                Face(box=Box(**dict(zip(("x1", "y1", "x2", "y2"), (round(float(v), 5) for v in b), strict=True))),
+                Face(box=box_of(b),
                      score=round(float(s), 5))
                 for b, s in zip(outputs["BOXES"][i, :k], outputs["SCORES"][i, :k], strict=True)
             ]

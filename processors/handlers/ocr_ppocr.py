@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from argus.modelzoo.suite import OCR_SIZE
-from processors.handlers.frames import IMAGE_AND_VIDEO, letterbox, media_frames
+from processors.handlers.frames import IMAGE_AND_VIDEO, box_of, letterbox, media_frames
 from processors.runtime import Item, ModelHandler
-from schemas.events import AnnotationPayload, Box, MediaUploaded, OcrText, TextLine
+from schemas.events import AnnotationPayload, MediaUploaded, OcrText, TextLine
 
 
 class OcrPpocr(ModelHandler):
@@ -32,7 +32,7 @@ class OcrPpocr(ModelHandler):
             for raw, score, b in zip(outputs["TEXT"][i, :k], outputs["SCORES"][i, :k], outputs["BOXES"][i, :k],
                                      strict=True):
                 text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-                box = Box(**dict(zip(("x1", "y1", "x2", "y2"), (round(float(v), 5) for v in b), strict=True)))
+                box = box_of(b)
                 lines.append(TextLine(text=text, score=round(float(score), 5), box=box))
             result.append(OcrText(text="\n".join(line.text for line in lines), lines=lines))
         return result
