@@ -268,15 +268,18 @@ def demo(
 @models_app.command("list")
 def models_list() -> None:
     """Every model: task, source, licence, size, availability."""
-    from dataclasses import asdict
-
     from argus.modelzoo.registry import list_models
 
-    rows = [asdict(r) for r in list_models(_settings())]
-    table = Table(*(rows[0].keys() if rows else ["model"]))
+    rows = list_models(_settings())
+    table = Table("model", "task", "version", "source", "licence", "size", "available")
     for r in rows:
-        table.add_row(*("" if v is None else str(v) for v in r.values()))
+        size = f"{r.size_bytes / 2**20:.1f} MB" if r.size_bytes is not None else ""
+        table.add_row(r.name, r.task, r.version, r.source, r.licence, size,
+                      "[green]yes[/green]" if r.available else "[red]no[/red]")
     console.print(table)
+    for r in rows:  # the reasons are sentences: below the table, not squeezed into a column
+        if not r.available:
+            console.print(f"[red]{r.name}[/red]: {r.reason}")
 
 
 @models_app.command("pull")
