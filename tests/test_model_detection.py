@@ -39,6 +39,8 @@ def photo(name: str) -> np.ndarray:
 def core() -> Iterator[Any]:
     """triton_repo/coco_centernet/1/model.py's Core on the pulled artifact (pulled here if missing)."""
     settings = Settings()
+    # justified skip: without npm (and no cached tarball) the weights cannot be fetched at all; scripts/bootstrap.sh
+    # installs npm where it can, so CI always runs these tests
     if (why := registry.get_spec(MODEL).unavailable(settings)) is not None:
         pytest.skip(why)
     registry.pull(settings, MODEL)
@@ -158,7 +160,7 @@ def test_handler_payload_and_search_fields(core: Any) -> None:
 def loaded(stack_settings: Settings) -> Settings:
     from tests.conftest import load_models
 
-    if (why := registry.get_spec(MODEL).unavailable(stack_settings)) is not None:
+    if (why := registry.get_spec(MODEL).unavailable(stack_settings)) is not None:  # justified: no npm, see above
         pytest.skip(why)
     load_models(stack_settings, [MODEL])
     return stack_settings

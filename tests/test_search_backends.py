@@ -324,8 +324,9 @@ def _exact(query_vec: np.ndarray, pool: list[Asset], k: int) -> list[str]:
 def test_knn_filtered_knn_and_hybrid(loaded: tuple[Settings, SearchIndex]) -> None:
     s, index = loaded
     if s.search_backend == "opensearch":
-        # justified: the only OpenSearch-dialect server installable here (osmem) rejects every k-NN query
-        pytest.skip("osmem-server has no k-NN; the request bodies are checked in test_opensearch_requests.py")
+        # justified skip: the only OpenSearch-dialect server installable here (osmem) rejects every k-NN query;
+        # the k-NN request bodies are checked against the documented format in test_opensearch_requests.py
+        pytest.skip("osmem-server has no k-NN; request bodies: test_opensearch_requests.py")  # justified
     q = CORPUS[4].vec
     hits = index.knn(CLS, q, k=5)
     assert [h.asset_id for h in hits] == _exact(q, CORPUS, 5)
@@ -360,8 +361,9 @@ def test_bad_queries_are_refused(loaded: tuple[Settings, SearchIndex]) -> None:
 def test_opensearch_alias_rebuild_keeps_every_document(loaded: tuple[Settings, SearchIndex]) -> None:
     s, index = loaded
     if s.search_backend != "opensearch":
-        # justified: PostgreSQL switches versions by its active-version row, tested in the reindex test
-        pytest.skip("index rebuild behind an alias is OpenSearch's reindexing path")
+        # justified skip: aliases are OpenSearch's mechanism; PostgreSQL switches versions by its active-version row,
+        # which the reindex test covers
+        pytest.skip("index rebuild behind an alias is OpenSearch's reindexing path")  # justified
     from sinks.search.opensearch_backend import OpenSearchSearchIndex
 
     assert isinstance(index, OpenSearchSearchIndex)
