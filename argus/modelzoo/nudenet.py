@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from argus.packages import package_dir
+
 if TYPE_CHECKING:
     from argus.modelzoo.registry import CheckResult, ModelSpec
     from argus.settings import Settings
@@ -86,10 +88,7 @@ def unavailable(settings: Settings | None = None) -> str | None:
 
 
 def weights(settings: Settings | None = None) -> Path:
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(INSTALL_HINT)
-    path = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
+    path = package_dir(PACKAGE, INSTALL_HINT) / WEIGHTS_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; reinstall {PACKAGE}=={PACKAGE_VERSION}")
     return path

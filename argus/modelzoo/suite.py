@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from argus.packages import package_dir
+
 if TYPE_CHECKING:
     from argus.modelzoo.registry import CheckResult, ModelSpec
     from argus.settings import Settings
@@ -25,12 +27,7 @@ OCR_PROBE = ("HELLO WORLD 2024", "Media asset search")
 
 
 def _site(package: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed (see pyproject.toml / scripts/bootstrap.sh)")
-    return Path(next(iter(spec.submodule_search_locations)))
+    return package_dir(package, f"package {package!r} is not installed (see pyproject.toml / scripts/bootstrap.sh)")
 
 
 def letterbox(img: Image.Image, size: int) -> tuple[np.ndarray, np.ndarray]:

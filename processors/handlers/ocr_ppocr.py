@@ -5,24 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from argus.modelzoo.suite import OCR_SIZE
-from processors.handlers.frames import IMAGE_AND_VIDEO, box_of, letterbox, media_frames
-from processors.runtime import Item, ModelHandler
-from schemas.events import AnnotationPayload, MediaUploaded, OcrText, TextLine
+from processors.handlers.frames import Letterboxed, box_of
+from schemas.events import AnnotationPayload, OcrText, TextLine
 
 
-class OcrPpocr(ModelHandler):
+class OcrPpocr(Letterboxed):
     model = "ocr_ppocr"
-    media_types = IMAGE_AND_VIDEO
+    canvas = OCR_SIZE
+    fill = 255  # white margin: no edge against the text
     outputs = ["TEXT", "SCORES", "BOXES", "COUNT"]
     max_batch = 8  # 960x960 canvases: 2.7 MB each
     max_keyframes = 8  # ~0.3-1 s per frame on one CPU core; captions rarely change faster
-
-    def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
-        items = []
-        for ms, img in media_frames(self.settings, event, data, self.max_keyframes):
-            canvas, size = letterbox(img, OCR_SIZE, fill=255)  # white margin: no edge against the text
-            items.append(Item(event, ms, {"IMAGE": canvas, "SIZE": size}))
-        return items
 
     def to_payloads(self, outputs: dict[str, np.ndarray], n: int) -> list[AnnotationPayload]:
         result: list[AnnotationPayload] = []
