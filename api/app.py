@@ -12,10 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.deps import settings_of
 from api.routers import ROUTERS
 from api.security import install_security
-from argus import db
-from argus.settings import Settings, get_settings
-from argus.storage import ObjectStore
-from producers.http_upload import router as upload_router
+from api.upload_routes import router as upload_router
+from core import db
+from core.settings import Settings, get_settings
+from core.storage import ObjectStore
 from producers.ingest import Ingestor
 from sinks.search import get_search_index
 
@@ -93,7 +93,7 @@ def load_card(settings: Settings, asset_id: str) -> dict[str, Any] | None:
         if isinstance(p, dict) and p.get("kind") == "perceptual_hash" and p.get("frames"):
             p["frames"] = f"<{len(p['frames'])} frame hashes>"
     card = {"asset": dict(asset), "models": [dict(s) for s in status], "annotations": [dict(a) for a in anns]}
-    from argus.ndd.card import near_duplicates_for_card
+    from retrieval.ndd.card import near_duplicates_for_card
 
     card["near_duplicates"] = near_duplicates_for_card(settings, asset_id)
     return card

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from fastapi import Header, HTTPException, Request
 
-from argus.auth import KeyStore, Principal
-from argus.settings import Settings
+from core.auth import KeyStore, Principal
+from core.settings import Settings
 
 
 def settings_of(request: Request) -> Settings:
@@ -38,5 +38,5 @@ def require_scope(scope: str) -> Callable[..., None]:
 
 
 def require_api_key(request: Request, x_api_key: str | None = Header(default=None)) -> None:
-    """Upload endpoints: a key with the upload (or admin) scope. Keys are stored hashed (argus/auth.py)."""
+    """Upload endpoints: a key with the upload (or admin) scope. Keys are stored hashed (core/auth.py)."""
     require_scope("upload")(request, x_api_key)

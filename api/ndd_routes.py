@@ -3,7 +3,7 @@
 Modes: ``exact`` (the same bytes, or PDQ distance 0), ``near`` (near-duplicates within the
 threshold: re-encoded, rescaled, recoloured, overlaid copies; clips cut from a video; with time
 ranges) and ``similar`` (NOT duplicates: semantic neighbours from the embedding kNN, delegated to
-the search index, kept apart on purpose). The index lives in this process (argus/ndd/service.py).
+the search index, kept apart on purpose). The index lives in this process (retrieval/ndd/service.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from fastapi import APIRouter, File, Form, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import require_scope, settings_of
-from argus.imaging import MediaDecodeError
-from argus.ndd.service import QueryMedia, match_to_dict, shared_service
-from argus.settings import Settings
+from core.imaging import MediaDecodeError
+from core.settings import Settings
+from retrieval.ndd.service import QueryMedia, match_to_dict, shared_service
 
 router = APIRouter(prefix="/v1/ndd", tags=["near-duplicates"])
 
@@ -33,8 +33,8 @@ def _similar_hits(request: Request, asset_id: str | None, vector: list[float] | 
 
 def _embed_image(settings: Settings, data: bytes, model: str) -> list[float]:
     """The uploaded picture's embedding through Triton (the same model the pipeline uses)."""
-    from argus.imaging import load_image, to_model_input
-    from argus.triton import TritonClient
+    from core.imaging import load_image, to_model_input
+    from core.triton import TritonClient
 
     img = load_image(data, settings.limits.max_image_pixels)
     client = TritonClient(settings)

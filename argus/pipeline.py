@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from argus import db
-from argus.settings import Settings
+from core import db
+from core.settings import Settings
 
 
 @dataclass(frozen=True)

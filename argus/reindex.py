@@ -20,8 +20,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from argus import db, kafka
-from argus.settings import Settings
+from core import db, kafka
+from core.settings import Settings
 from schemas.events import MediaUploaded, dump
 from sinks.search.interface import Activation, SearchQuery
 

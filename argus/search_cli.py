@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from argus.settings import get_settings
+from core.settings import get_settings
 
 console = Console()
 projects_app = typer.Typer(help="Projects (collections of assets) that search can be restricted to.",
@@ -45,9 +45,9 @@ def search(
 ) -> None:
     """Search the archive by words, labels and facets, or by example (asset, picture, region)."""
     from api.render import print_hits, print_search
+    from retrieval.query_embed import EmbedUnavailable, QueryEmbedder, Region
     from sinks.search import get_search_index
     from sinks.search.interface import NumericRange, QueryError, SearchQuery
-    from sinks.search.query_embed import EmbedUnavailable, QueryEmbedder, Region
 
     settings = get_settings()
     index = get_search_index(settings)
@@ -66,8 +66,8 @@ def search(
             if image is not None:
                 data = image.read_bytes()
             else:
-                from argus import db
-                from argus.storage import ObjectStore
+                from core import db
+                from core.storage import ObjectStore
 
                 with db.connect(settings) as conn:
                     row = conn.execute("SELECT object_key, bucket FROM assets WHERE asset_id=%s",

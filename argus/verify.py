@@ -26,8 +26,8 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from argus import db, kafka
-from argus.settings import Settings
+from core import db, kafka
+from core.settings import Settings
 
 
 def count_records(settings: Settings, topic: str, idle_s: float = 4.0) -> dict[int, int]:

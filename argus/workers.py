@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from argus.settings import SETTINGS_ENV, Settings
+from core.settings import SETTINGS_ENV, Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Worker:
 
 
 def default_workers(settings: Settings, api: bool = False) -> list[Worker]:
-    from argus.modelzoo.registry import unavailable_models
+    from models.registry import unavailable_models
 
     ws = [Worker("relay", ["run", "relay"])]
     skip = unavailable_models(settings, settings.models)

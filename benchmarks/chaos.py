@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from argus import db, pipeline
-from argus.settings import Settings
+from argus import pipeline
 from argus.stack.manager import EmbeddedStack
 from argus.verify import Verdict, wait_until_consistent
 from argus.workers import Supervisor, default_workers
+from core import db
+from core.settings import Settings
 from producers.ingest import Ingestor, Metadata
 
 SERVERS = ("triton", "postgres", "tansu")
@@ -299,9 +300,9 @@ def main() -> None:
     ap.add_argument("--doc", type=Path, help="write the figures as a markdown table here")
     args = ap.parse_args()
 
-    from argus import kafka
     from argus.stack.manager import running_stack
     from argus.stack.ports import settings_for_tests
+    from core import kafka
 
     with tempfile.TemporaryDirectory(prefix="argus-chaos-") as tmp:
         settings = settings_for_tests(Path(tmp))

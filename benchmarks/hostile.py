@@ -27,9 +27,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from argus import db, kafka
-from argus.settings import Settings
 from argus.verify import Verdict, wait_until_consistent
+from core import db, kafka
+from core.settings import Settings
 from producers.bulk_import import bulk_import
 from producers.ingest import Ingestor
 from producers.watch_folder import DONE_DIR, REJECTED_DIR, WatchFolder
@@ -455,10 +455,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--doc", type=Path, default=None)
     args = ap.parse_args()
-    from argus.modelzoo.registry import pull_all
     from argus.stack.manager import EmbeddedStack
     from argus.stack.ports import settings_for_tests
     from argus.workers import Supervisor, default_workers
+    from models.registry import pull_all
 
     with tempfile.TemporaryDirectory(prefix="argus-hostile-") as tmp:
         s = settings_for_tests(Path(tmp) / "state")

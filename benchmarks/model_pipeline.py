@@ -33,14 +33,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from argus import db, kafka, pipeline
-from argus.modelzoo.registry import unavailable_models
-from argus.settings import Settings
+from argus import pipeline
 from argus.stack.manager import running_stack
 from argus.stack.ports import settings_for_tests
 from argus.workers import Supervisor, Worker
 from benchmarks.models import _stack, in_process
 from benchmarks.pipeline import make_images
+from core import db, kafka
+from core.settings import Settings
+from models.registry import unavailable_models
 from processors.registry import HANDLERS, get_handler
 from producers.ingest import Ingestor, Metadata
 from schemas.events import MediaUploaded

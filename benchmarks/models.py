@@ -32,15 +32,15 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from argus.imaging import to_model_input
-from argus.modelzoo import nudenet, suite
-from argus.modelzoo.registry import pull
 from argus.samples import export_samples
-from argus.settings import Settings
 from argus.stack.manager import EmbeddedStack
 from argus.stack.ports import settings_for_tests
-from argus.triton import TritonClient
-from processors.handlers.frames import letterbox
+from core.imaging import to_model_input
+from core.settings import Settings
+from core.triton import TritonClient
+from models import nudenet, suite
+from models.frames import letterbox
+from models.registry import pull
 
 DEFAULT = ["efficientnet_lite0", "face_mtcnn", "ocr_ppocr", "text_embed"]
 OUTPUTS = {"efficientnet_lite0": ["EMBEDDING", "PROBS"], "face_mtcnn": ["BOXES", "SCORES", "COUNT"],
@@ -59,7 +59,7 @@ SENTENCES = ["Chelsea the cat. egyptian cat, tabby, tiger cat", "Astronaut Eilee
 def rows_for(model: str, photos: list[Image.Image], n: int, settings: Settings) -> list[dict[str, np.ndarray]]:
     """n model-input rows, prepared as the model's processor prepares them."""
     if model == "text_embed":
-        from argus.semantic import tokenizer
+        from retrieval.semantic import tokenizer
 
         tok = tokenizer(settings.triton_repo / model / "tokenizer.json")
         rows = []
@@ -75,7 +75,7 @@ def rows_for(model: str, photos: list[Image.Image], n: int, settings: Settings) 
         elif model == "nsfw_nudenet":  # the processor keeps SIZE for decoding; Triton gets IMAGE only
             out.append({"IMAGE": letterbox(img, nudenet.SIZE)[0]})
         elif model == "clip":  # resize shorter side + centre crop, like open_clip's preprocess
-            from argus.modelzoo.clip import to_clip_input
+            from models.clip_zoo import to_clip_input
 
             out.append({"IMAGE": to_clip_input(img)})
         elif model == "coco_centernet":  # likewise: SIZE stays in the processor
@@ -96,12 +96,12 @@ def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 def in_process(model: str, settings: Settings) -> Callable[[dict[str, np.ndarray]], Any]:
     if model == "nsfw_nudenet":
-        from argus.modelzoo.inprocess import InProcessModel
+        from models.inprocess import InProcessModel
 
         nsfw = InProcessModel(model, settings.triton_repo, threads=2)
         return lambda b: nsfw.infer(b["IMAGE"])
     if model in ("efficientnet_lite0", "text_embed", "clip"):
-        from argus.modelzoo.inprocess import InProcessModel
+        from models.inprocess import InProcessModel
 
         m = InProcessModel(model, settings.triton_repo, threads=2)
         if model == "text_embed":

@@ -3,7 +3,7 @@ videos), micro-average precision, threshold calibration, and query latency at 10
 
     .venv/bin/python -m benchmarks.ndd_eval [--quick] [--no-write]
 
-The matcher runs in-process (argus/ndd/matcher.py, the same code the API holds), fed directly with
+The matcher runs in-process (retrieval/ndd/matcher.py, the same code the API holds), fed directly with
 hashes: no servers. Images: every real photo in skimage.data + sklearn's samples is indexed, with
 scikit-image's LFW face subset as extra real distractors; each query is a transformed copy of one
 indexed photo and only that photo is a correct answer (the stereo motorcycle pair, two shots of the
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from argus.ndd import pdq
-from argus.ndd.matcher import IndexedAsset, Matcher, query_from_image
-from argus.ndd.video import hash_video
-from argus.settings import NddSettings
 from benchmarks import ndd_media as media
+from core.settings import NddSettings
+from models.pdq import hashing as pdq
+from models.pdq.video import hash_video
+from retrieval.ndd.matcher import IndexedAsset, Matcher, query_from_image
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "ndd.md"
 
@@ -310,7 +310,7 @@ def latency(params: NddSettings, out: list[str], sizes: list[int], rounds: int =
 
     import faiss
 
-    from argus.ndd.video import FrameHash
+    from models.pdq.video import FrameHash
 
     faiss.omp_set_num_threads(1)  # one core: the machine is shared; a query never gets more in production either
     rng = np.random.default_rng(7)

@@ -28,14 +28,15 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from argus import db, kafka, pipeline
-from argus.imaging import load_image, to_model_input
-from argus.modelzoo.inprocess import InProcessModel
+from argus import pipeline
 from argus.samples import export_samples
-from argus.settings import Settings
 from argus.stack.manager import EmbeddedStack, running_stack
 from argus.stack.ports import settings_for_tests
 from argus.workers import Supervisor, default_workers
+from core import db, kafka
+from core.imaging import load_image, to_model_input
+from core.settings import Settings
+from models.inprocess import InProcessModel
 from producers.ingest import Ingestor, Metadata
 
 MODEL = "efficientnet_lite0"

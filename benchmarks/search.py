@@ -36,10 +36,10 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
-from argus import db
-from argus.settings import Settings
 from argus.stack.manager import EmbeddedStack
 from argus.stack.ports import settings_for_tests
+from core import db
+from core.settings import Settings
 from sinks.search.interface import SearchQuery
 from sinks.search.postgres_backend import PostgresSearchIndex, _index_name, vector_table
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from argus.settings import Settings
-from processors.handlers.caption_blip import CaptionBlip
-from processors.handlers.clip import Clip
-from processors.handlers.coco_centernet import CocoCenternet
-from processors.handlers.efficientnet_lite0 import EfficientNetLite0
-from processors.handlers.face_mtcnn import FaceMtcnn
-from processors.handlers.nsfw_nudenet import NsfwNudenet
-from processors.handlers.ocr_ppocr import OcrPpocr
-from processors.handlers.pdq import PdqHasher
-from processors.handlers.text_embed import TextEmbed
+from core.settings import Settings
+from models.caption_blip import CaptionBlip
+from models.clip import Clip
+from models.coco_centernet import CocoCenternet
+from models.efficientnet_lite0 import EfficientNetLite0
+from models.face_mtcnn import FaceMtcnn
+from models.nsfw_nudenet import NsfwNudenet
+from models.ocr_ppocr import OcrPpocr
+from models.pdq import PdqHasher
+from models.text_embed import TextEmbed
 from processors.runtime import ModelHandler
 
 HANDLERS: dict[str, type[ModelHandler]] = {

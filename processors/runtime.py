@@ -33,12 +33,12 @@ from confluent_kafka import KafkaException, Message, TopicPartition
 from tenacity import retry, retry_if_exception_type, stop_never, wait_exponential
 from tritonclient.utils import InferenceServerException
 
-from argus import faults, kafka, metrics
-from argus.imaging import MediaDecodeError
-from argus.resilience import wait_for
-from argus.settings import Settings
-from argus.storage import ObjectMissing, ObjectStore
-from argus.triton import TritonClient
+from core import faults, kafka, metrics
+from core.imaging import MediaDecodeError
+from core.resilience import wait_for
+from core.settings import Settings
+from core.storage import ObjectMissing, ObjectStore
+from core.triton import TritonClient
 from schemas.events import Annotation, AnnotationPayload, DeadLetter, MediaUploaded, SchemaError, dump, parse
 from schemas.events import annotation_id as make_annotation_id
 
@@ -68,7 +68,7 @@ class ModelHandler(ABC):
     @cached_property
     def version(self) -> str:
         """The version every annotation names: the registry's (derived from the weights' hash)."""
-        from argus.modelzoo.registry import get_spec
+        from models.registry import get_spec
 
         return get_spec(self.model).version_for(self.settings)
 

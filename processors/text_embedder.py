@@ -31,12 +31,12 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Message
 
-from argus import db, kafka
-from argus.resilience import wait_for
-from argus.semantic import embed_texts
-from argus.settings import Settings
-from argus.triton import TritonClient
+from core import db, kafka
+from core.resilience import wait_for
+from core.settings import Settings
+from core.triton import TritonClient
 from processors.runtime import ModelHandler
+from retrieval.semantic import embed_texts
 from schemas.events import (
     Annotation,
     DeadLetter,

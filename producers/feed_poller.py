@@ -8,7 +8,7 @@
 - Deduplicated twice: by entry GUID (``feed_items``; an entry already seen is not downloaded again)
   and by content hash (the asset id is the media's sha256, so the same picture under a new GUID or in
   another feed is one asset).
-- Every URL is fetched through argus.netguard: SSRF policy on every resolved address and redirect,
+- Every URL is fetched through core.netguard: SSRF policy on every resolved address and redirect,
   timeouts, byte caps (feed: ``feed.max_feed_bytes``; media: ``limits.max_upload_bytes``).
 - A permanent refusal (blocked address, too large, not media) is recorded as the entry's outcome; a
   transient failure (timeout, 5xx) leaves the entry unseen, so the next poll retries it.
@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 import feedparser
 import httpx
 
-from argus import db
-from argus.netguard import FetchError, fetch, guarded_client
-from argus.settings import Settings
+from core import db
+from core.netguard import FetchError, fetch, guarded_client
+from core.settings import Settings
 from producers.ingest import IngestError, Ingestor, Metadata
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from argus import db
-from argus.kafka import TOPIC_UPLOADED
-from argus.settings import Settings
-from argus.storage import ObjectStore
+from core import db
+from core.kafka import TOPIC_UPLOADED
+from core.settings import Settings
+from core.storage import ObjectStore
 from schemas.events import MediaUploaded, dump
 
 CHUNK = 1024 * 1024

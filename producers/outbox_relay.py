@@ -16,9 +16,9 @@ import time
 
 from confluent_kafka import KafkaError, Message
 
-from argus import db, kafka, metrics
-from argus.resilience import Stopped, wait_for
-from argus.settings import Settings
+from core import db, kafka, metrics
+from core.resilience import Stopped, wait_for
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

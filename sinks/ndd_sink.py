@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from confluent_kafka import Message
 
-from argus import kafka
-from argus.db import Conn
-from argus.ndd.pdq import hex_to_bytes
-from argus.settings import Settings
+from core import kafka
+from core.db import Conn
+from core.settings import Settings
+from models.pdq.hashing import hex_to_bytes
 from schemas.events import Annotation, PerceptualHash, parse
 from sinks.runtime import SinkWriter
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from confluent_kafka import Message
 from psycopg.types.json import Jsonb
 
-from argus import kafka
-from argus.db import Conn
+from core import kafka
+from core.db import Conn
 from schemas.events import Annotation, DeadLetter, parse
 from sinks.runtime import SinkWriter
 from sinks.validation import check_annotation_topic

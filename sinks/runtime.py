@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
 
-from argus import db, faults, kafka, metrics
-from argus.resilience import Stopped, wait_for
-from argus.settings import Settings
+from core import db, faults, kafka, metrics
+from core.resilience import Stopped, wait_for
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from confluent_kafka import Message
 
-from argus import kafka
-from argus.db import Conn
-from argus.settings import Settings
+from core import kafka
+from core.db import Conn
+from core.settings import Settings
 from schemas.events import Annotation, MediaUploaded, parse
 from sinks.runtime import SinkWriter
 from sinks.search import get_search_index

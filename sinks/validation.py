@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from argus import kafka
-from argus.db import Conn
-from argus.settings import Settings
+from core import kafka
+from core.db import Conn
+from core.settings import Settings
 from schemas.events import Annotation, SchemaError
 
 

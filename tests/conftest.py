@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from argus import db, kafka
-from argus.settings import Settings
+from core import db, kafka
+from core.settings import Settings
 
 SESSION_MODELS = ("efficientnet_lite0", "pdq", "face_mtcnn", "ocr_ppocr", "text_embed")
 
@@ -72,7 +72,7 @@ def load_models(settings: Settings, names: list[str]) -> None:
     A model already loaded is reloaded, so a test that re-pulled different weights gets them."""
     import tritonclient.http as httpclient
 
-    from argus.modelzoo import registry
+    from models import registry
 
     client = httpclient.InferenceServerClient(url=settings.triton_url, network_timeout=600.0)
     try:

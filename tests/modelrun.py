@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from argus.settings import Settings
+from core.settings import Settings
 
 Media = dict[str, tuple[bytes, str]]  # key -> (content, filename)
 
@@ -18,8 +18,9 @@ def model_run(base: Settings, db_name: str, models: list[str], media: Media,
               timeout: float = 600) -> Iterator[tuple[Settings, dict[str, str]]]:
     """Start relay + the ``models``' processors + sinks on a fresh database/topic prefix, ingest ``media``,
     wait until every model is done with every asset; yield (settings, {key: asset_id})."""
-    from argus import kafka, pipeline
+    from argus import pipeline
     from argus.workers import Supervisor, default_workers
+    from core import kafka
     from producers.ingest import Ingestor, Metadata
     from tests.conftest import isolated_settings
 
@@ -44,7 +45,7 @@ def model_run(base: Settings, db_name: str, models: list[str], media: Media,
 
 def annotations(s: Settings, asset_id: str, model: str) -> list[dict[str, Any]]:
     """The asset's annotation rows of ``model``: the image's or video summary's first, then keyframes."""
-    from argus import db
+    from core import db
 
     with db.connect(s) as conn:
         return list(conn.execute(

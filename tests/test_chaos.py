@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from argus.settings import Settings
 from benchmarks.chaos import SERVERS, ChaosRun, make_assets
+from core.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

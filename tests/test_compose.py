@@ -1,6 +1,6 @@
 """The production stack (compose/) checked without a container engine: the file validates against the
 Compose Specification JSON Schema (vendored in compose/schema/), every Argus service is configured with
-settings that exist in argus/settings.py, every model has a scalable processor, Triton uses the
+settings that exist in core/settings.py, every model has a scalable processor, Triton uses the
 production configs on the GPU, Prometheus scrapes every worker; `docker-compose config -q` runs too where
 the Debian docker-compose package is installed."""
 
@@ -18,7 +18,7 @@ import yaml
 from jsonschema import Draft7Validator
 from pydantic import BaseModel
 
-from argus.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose" / "docker-compose.yml"
@@ -63,7 +63,7 @@ def test_every_argus_variable_is_a_real_setting(spec: dict[str, Any]) -> None:
         for key in env:
             if key.startswith("ARGUS_"):
                 path = key[len("ARGUS_"):].lower().split("__")
-                assert _resolves(Settings, path), f"{name}: {key} is not a field of argus.settings.Settings"
+                assert _resolves(Settings, path), f"{name}: {key} is not a field of core.settings.Settings"
         # the literal (non-interpolated) values parse as Settings would read them
         models = json.loads(env["ARGUS_MODELS"])
         assert set(models) == set(Settings().models), "compose runs exactly the default model set"

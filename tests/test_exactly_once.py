@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from argus import db, kafka, pipeline
-from argus.settings import Settings
+from argus import pipeline
 from argus.workers import Supervisor, default_workers
+from core import db, kafka
+from core.settings import Settings
 from producers.ingest import Ingestor, Metadata
 from sinks.search import get_search_index
 
@@ -154,7 +155,7 @@ def test_crash_in_the_commit_windows(env: Settings, sample_files: list[Path]) ->
     """Die exactly where duplicates are born: the processor after its outputs are acknowledged but
     before it commits (they are re-sent after the restart), the sinks after writing but before
     their transaction commits (it is rolled back and redone). Uses the named ARGUS_FAULT hook
-    (argus/faults.py) because an outside kill -9 rarely hits these millisecond windows."""
+    (core/faults.py) because an outside kill -9 rarely hits these millisecond windows."""
     workers = default_workers(env)
     faults = {f"processor-{MODEL}": "processor.after_emit:2", "sink-postgres": "sink.before_commit:2",
               "sink-search": "sink.before_commit:3"}

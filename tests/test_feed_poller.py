@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from argus import db
-from argus.netguard import BlockedAddress, check_address
-from argus.settings import Settings
+from core import db
+from core.netguard import BlockedAddress, check_address
+from core.settings import Settings
 from producers.feed_poller import FeedPoller
 from producers.ingest import Ingestor
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from argus.settings import Settings
 from argus.workers import Supervisor, default_workers
 from benchmarks.hostile import HostileRun, render_markdown
+from core.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DOC = Path(__file__).resolve().parent.parent / "docs" / "hostile-input.md"

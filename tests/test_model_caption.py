@@ -26,8 +26,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from argus.modelzoo import caption, registry
-from argus.settings import Settings
+from core.settings import Settings
+from models import caption, registry
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_PY = REPO / "triton_repo" / "caption_blip" / "1" / "model.py"
@@ -157,8 +157,8 @@ def test_core_in_process_one_caption_per_image(tiny_blip: Path, tmp_path: Path) 
 
 
 def test_handler_inputs_and_payloads(tiny_blip: Path) -> None:
-    from argus.modelzoo.suite import encode_png
-    from processors.handlers.caption_blip import CaptionBlip
+    from models.caption_blip import CaptionBlip
+    from models.suite import encode_png
     from processors.registry import HANDLERS
     from schemas.events import Caption, MediaUploaded
 
@@ -243,7 +243,7 @@ def _annotations(s: Settings, asset_id: str) -> list[dict[str, Any]]:
 @pytest.mark.integration
 def test_processor_captions_images_and_video_into_postgres_and_search(
         caption_run: tuple[Settings, dict[str, str]]) -> None:
-    from argus import db
+    from core import db
     from sinks.search import get_search_index
     from sinks.search.interface import SearchQuery
 

@@ -29,17 +29,10 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 from skimage import data
 
-from argus.modelzoo import clip, registry
-from argus.settings import Settings
-from processors.handlers.clip import (
-    Clip,
-    Head,
-    class_vectors,
-    head_flags,
-    head_labels,
-    load_heads,
-    zero_shot_probs,
-)
+from core.settings import Settings
+from models import clip_zoo as clip
+from models import registry
+from models.clip import Clip, Head, class_vectors, head_flags, head_labels, load_heads, zero_shot_probs
 
 REPO = Path(__file__).resolve().parent.parent
 HEADS = ("disturbing", "meme", "action")

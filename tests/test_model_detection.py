@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from argus.modelzoo import centernet, registry
-from argus.settings import Settings
+from core.settings import Settings
+from models import centernet, registry
 from tests.videofactory import make_video
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def core() -> Iterator[Any]:
 
 
 def detect(core: Any, names: list[str]) -> dict[str, list[centernet.Detection]]:
-    from processors.handlers.frames import letterbox
+    from models.frames import letterbox
 
     canvases, sizes = zip(*(letterbox(Image.fromarray(photo(n)).convert("RGB"), centernet.SIZE) for n in names),
                           strict=True)
@@ -99,7 +99,7 @@ def test_real_photos_get_the_right_objects(core: Any) -> None:
 def test_boxes_are_normalised_to_the_frame_not_the_canvas(core: Any) -> None:
     # the cup photo at 512x341 and the same pixels padded to a 512x512 frame: identical canvases (no scaling),
     # so the same detections; only the frame differs, and y must be normalised to each frame's own height
-    from processors.handlers.frames import letterbox
+    from models.frames import letterbox
 
     cup = Image.fromarray(photo("coffee")).resize((512, 341))
     square = Image.new("RGB", (512, 512))
@@ -116,7 +116,7 @@ def test_boxes_are_normalised_to_the_frame_not_the_canvas(core: Any) -> None:
 
 
 def test_batch_equals_single_images(core: Any) -> None:
-    from processors.handlers.frames import letterbox
+    from models.frames import letterbox
 
     canvases = [letterbox(Image.fromarray(photo(n)), centernet.SIZE)[0] for n in ("astronaut", "coffee", "chelsea")]
     batch = core.infer({"IMAGE": np.stack(canvases)})["DETECTIONS"]
@@ -138,8 +138,8 @@ def test_decode_clips_dedupes_and_drops_margin_boxes() -> None:
 
 
 def test_handler_payload_and_search_fields(core: Any) -> None:
-    from processors.handlers.coco_centernet import CocoCenternet
-    from processors.handlers.frames import letterbox
+    from models.coco_centernet import CocoCenternet
+    from models.frames import letterbox
     from schemas.events import ObjectDetection
     from sinks.search.fields import search_fields
 

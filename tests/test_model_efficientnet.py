@@ -22,9 +22,9 @@ import pytest
 from PIL import Image, ImageEnhance
 from skimage import data
 
-from argus.imaging import MediaDecodeError, load_image, to_model_input
-from argus.modelzoo import registry
-from argus.settings import Settings
+from core.imaging import MediaDecodeError, load_image, to_model_input
+from core.settings import Settings
+from models import registry
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_DIR = REPO / "triton_repo" / "efficientnet_lite0"
@@ -46,7 +46,7 @@ def model_input(arr: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def wrapper():
-    from argus.modelzoo.efficientnet_lite import ExportWrapper, load_pretrained
+    from models.efficientnet_lite import ExportWrapper, load_pretrained
 
     return ExportWrapper(load_pretrained())
 
@@ -64,7 +64,7 @@ def photos() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def onnx_path(tmp_path_factory) -> Path:
-    from argus.modelzoo.efficientnet_lite import export_onnx
+    from models.efficientnet_lite import export_onnx
 
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_onnx(path)
@@ -75,7 +75,7 @@ def onnx_path(tmp_path_factory) -> Path:
 
 
 def test_strict_weight_load():
-    from argus.modelzoo.efficientnet_lite import EfficientNetLite0, weights_path
+    from models.efficientnet_lite import EfficientNetLite0, weights_path
 
     state = torch.load(weights_path(), map_location="cpu", weights_only=True)
     model = EfficientNetLite0()
@@ -251,7 +251,7 @@ def test_python_backend_model_batches_and_fails_per_request(tmp_path, onnx_path,
 
 
 def test_inprocess_model_matches_torch(wrapper, photos):
-    from argus.modelzoo.inprocess import InProcessModel
+    from models.inprocess import InProcessModel
 
     registry.pull(Settings())  # repo artifact (exported only if missing or stale)
     model = InProcessModel("efficientnet_lite0")
@@ -404,7 +404,7 @@ def test_triton_serves_cat(triton):
     cat = model_input(data.chelsea())
     coffee = model_input(data.coffee())
     expected = {}
-    from argus.modelzoo.inprocess import InProcessModel
+    from models.inprocess import InProcessModel
 
     local = InProcessModel("efficientnet_lite0")
     for name, arr in (("cat", cat), ("coffee", coffee)):

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from PIL import Image
 from skimage import data
 
-from argus.modelzoo import nudenet, registry
-from argus.settings import Settings
-from processors.handlers.frames import letterbox
-from processors.handlers.nsfw_nudenet import NsfwNudenet
+from core.settings import Settings
+from models import nudenet, registry
+from models.frames import letterbox
+from models.nsfw_nudenet import NsfwNudenet
 from schemas.events import NsfwDetection
 from tests.videofactory import make_video
 
@@ -201,7 +201,7 @@ def test_unavailable_when_the_optional_package_is_missing(monkeypatch: pytest.Mo
 
 @pytest.fixture(scope="module")
 def session() -> Any:
-    from argus.modelzoo.inprocess import InProcessModel
+    from models.inprocess import InProcessModel
 
     if nudenet.unavailable() is not None:  # justified: optional extra left out (ARGUS_NSFW=0); CI installs it
         pytest.skip(nudenet.INSTALL_HINT)
@@ -328,7 +328,7 @@ def test_verify_through_triton(stack_settings: Settings) -> None:
 
 @pytest.mark.integration
 def test_pipeline_photos_and_video(nsfw_run: tuple[Settings, dict[str, str]]) -> None:
-    from argus import db
+    from core import db
 
     s, ids = nsfw_run
     (astro,) = _annotations(s, ids["astronaut"])

@@ -24,10 +24,10 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from argus import video
-from argus.imaging import MediaDecodeError
-from argus.modelzoo import registry, suite
-from argus.settings import Settings
+from core import video
+from core.imaging import MediaDecodeError
+from core.settings import Settings
+from models import registry, suite
 from tests.videofactory import make_audio_only, make_video
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,7 +154,7 @@ def test_video_summary_time_ranges() -> None:
 
 
 def test_mtcnn_astronaut_one_face_cat_none() -> None:
-    from processors.handlers.frames import letterbox
+    from models.frames import letterbox
 
     core = load_core("face_mtcnn")
     images, sizes = zip(*(letterbox(Image.fromarray(photo(n)), suite.FACE_SIZE) for n in ("astronaut", "chelsea")),
@@ -167,7 +167,7 @@ def test_mtcnn_astronaut_one_face_cat_none() -> None:
 
 
 def test_ocr_reads_rendered_text_and_not_photos() -> None:
-    from processors.handlers.frames import letterbox
+    from models.frames import letterbox
 
     core = load_core("ocr_ppocr")
     canvas, size = letterbox(suite.rendered_text(), suite.OCR_SIZE)
@@ -185,7 +185,7 @@ def test_minilm_onnx_matches_torch_and_sentence_transformers() -> None:
     torch = pytest.importorskip("torch")
     import onnxruntime as ort
 
-    from argus.modelzoo import minilm
+    from models import minilm
 
     registry.pull(Settings(), "text_embed")
     tok = minilm.Tokenizer(REPO / "triton_repo" / "text_embed" / "tokenizer.json")
@@ -257,8 +257,9 @@ def encode(img: Image.Image, fmt: str, **kw: Any) -> bytes:
 @pytest.fixture(scope="module")
 def suite_run(stack_settings: Settings, sample_files: list[Path]) -> Iterator[tuple[Settings, dict[str, str]]]:
     """The suite's processors + sinks on an isolated database; photos, text, videos and bad media in."""
-    from argus import kafka, pipeline
+    from argus import pipeline
     from argus.workers import Supervisor, default_workers
+    from core import kafka
     from producers.ingest import Ingestor, Metadata
     from tests.conftest import isolated_settings
 
@@ -353,7 +354,7 @@ def test_videos_get_keyframe_annotations_and_a_summary(suite_run: tuple[Settings
 
 @pytest.mark.integration
 def test_bad_media_dead_lettered_with_reasons(suite_run: tuple[Settings, dict[str, str]]) -> None:
-    from argus import db
+    from core import db
 
     s, ids = suite_run
     expected = {"corrupt_mp4": "corrupt", "audio_only": "no video stream", "truncated_jpeg": "truncated",
@@ -371,7 +372,7 @@ def test_bad_media_dead_lettered_with_reasons(suite_run: tuple[Settings, dict[st
 
 @pytest.mark.integration
 def test_semantic_text_search(suite_run: tuple[Settings, dict[str, str]]) -> None:
-    from argus.semantic import embed_text, semantic_search
+    from retrieval.semantic import embed_text, semantic_search
 
     s, ids = suite_run
     vec = embed_text(s, "a photo of a cat")

@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageEnhance
 
 from api.app import create_app
-from argus import db, kafka
-from argus.settings import Settings
 from argus.workers import Supervisor, Worker
 from benchmarks import ndd_media as media
+from core import db, kafka
+from core.settings import Settings
 from producers.ingest import Ingestor, Metadata
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ def test_image_and_its_copies_are_near_duplicates_not_other_photos(pipeline_env:
         from typer.testing import CliRunner
 
         from argus.cli import app as cli
-        from argus.settings import SETTINGS_ENV
+        from core.settings import SETTINGS_ENV
 
         q = tmp_path / "query.jpg"
         q.write_bytes(brighter)

@@ -9,13 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageEnhance
 
-from argus.ndd import pdq
-from argus.ndd.align import FrameHit, align
-from argus.ndd.index import HammingIndex
-from argus.ndd.matcher import IndexedAsset, Matcher, QueryImage, query_from_image
-from argus.ndd.video import FrameHash, hash_video, sampling_interval_ms
-from argus.settings import NddSettings
 from benchmarks import ndd_media as media
+from core.settings import NddSettings
+from models.pdq import hashing as pdq
+from models.pdq.video import FrameHash, hash_video, sampling_interval_ms
+from retrieval.ndd.align import FrameHit, align
+from retrieval.ndd.index import HammingIndex
+from retrieval.ndd.matcher import IndexedAsset, Matcher, QueryImage, query_from_image
 
 
 @pytest.fixture(scope="module")

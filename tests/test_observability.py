@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from argus import metrics
-from argus.settings import Settings
+from core import metrics
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 

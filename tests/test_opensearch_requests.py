@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from argus.settings import Settings
+from core.settings import Settings
 from sinks.search.interface import NumericRange, SearchQuery
 from sinks.search.opensearch_backend import (
     OpenSearchSearchIndex,

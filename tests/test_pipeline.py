@@ -11,9 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from argus import db, pipeline
-from argus.settings import Settings
+from argus import pipeline
 from argus.workers import Supervisor, default_workers
+from core import db
+from core.settings import Settings
 from producers.bulk_import import bulk_import
 from producers.ingest import Ingestor, Metadata
 from sinks.search import get_search_index

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from argus import db
-from argus.settings import Settings
+from core import db
+from core.settings import Settings
 from producers.bulk_import import bulk_import
 from producers.ingest import EmptyUpload, Ingestor, Metadata, TooLarge, UnsupportedMedia
 from producers.watch_folder import DONE_DIR, REJECTED_DIR, WatchFolder

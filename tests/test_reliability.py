@@ -21,11 +21,11 @@ import pytest
 from PIL import Image
 
 from argus import pipeline
-from argus.settings import Settings
 from argus.stack.base import port_in_use
 from argus.verify import wait_until_consistent
 from argus.workers import Supervisor, default_workers
 from benchmarks.chaos import make_assets
+from core.settings import Settings
 from producers.ingest import Ingestor, Metadata
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

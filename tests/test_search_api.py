@@ -18,11 +18,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.app import create_app
-from argus import db, pipeline
+from argus import pipeline
 from argus import reindex as rx
-from argus.settings import SETTINGS_ENV, Settings
 from argus.workers import Supervisor, default_workers
-from processors.handlers.efficientnet_lite0 import EfficientNetLite0
+from core import db
+from core.settings import SETTINGS_ENV, Settings
+from models.efficientnet_lite0 import EfficientNetLite0
 from processors.runtime import Processor
 from producers.bulk_import import bulk_import
 from producers.ingest import Ingestor

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from argus import db
-from argus.settings import Settings
+from core import db
+from core.settings import Settings
 from schemas.events import (
     Annotation,
     FaceDetection,

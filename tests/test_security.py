@@ -15,12 +15,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.app import create_app
-from argus import db, pipeline
-from argus.auth import KeyStore, create_key, hash_key, revoke_key
-from argus.redact import install_redaction
-from argus.settings import SETTINGS_ENV, Settings
-from argus.storage import ObjectStore
+from argus import pipeline
 from argus.workers import Supervisor, default_workers
+from core import db
+from core.auth import KeyStore, create_key, hash_key, revoke_key
+from core.redact import install_redaction
+from core.settings import SETTINGS_ENV, Settings
+from core.storage import ObjectStore
 from producers.ingest import Ingestor, Metadata
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,13 +18,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from rich.console import Console
 
-from argus.settings import KafkaSettings, Settings, TritonSettings
 from argus.stack.base import ServiceStartError
 from argus.stack.manager import EmbeddedStack
 from argus.stack.ports import free_ports, settings_for_tests
 from argus.stack.postgres import PostgresService
 from argus.stack.seaweedfs import SeaweedFSService
 from argus.stack.tansu import TansuService
+from core.settings import KafkaSettings, Settings, TritonSettings
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from argus.settings import Settings
+from core.settings import Settings
 
 LOG_TAIL_LINES = 20
 

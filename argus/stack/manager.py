@@ -9,12 +9,12 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-from argus.settings import Settings
 from argus.stack.base import Service, ServiceStatus
 from argus.stack.postgres import PostgresService
 from argus.stack.seaweedfs import SeaweedFSService
 from argus.stack.tansu import TansuService
 from argus.stack.triton import TritonService
+from core.settings import Settings
 
 # start order; `down` goes in reverse (tansu writes to seaweedfs, so it stops first)
 SERVICE_CLASSES: tuple[type[Service], ...] = (SeaweedFSService, TansuService, PostgresService, TritonService)
@@ -113,7 +113,7 @@ class EmbeddedStack:
 @contextmanager
 def running_stack(settings: Settings, console: Console | None = None) -> Iterator[EmbeddedStack]:
     """Model artifacts pulled, every server up for the block, everything stopped after it (tests, benchmarks)."""
-    from argus.modelzoo.registry import pull_all
+    from models.registry import pull_all
 
     pull_all(settings)
     stack = EmbeddedStack(settings, console=console)

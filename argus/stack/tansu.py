@@ -12,8 +12,8 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from argus.packages import package_dir
 from argus.stack.base import Service, tcp_answers
+from core.packages import package_dir
 
 # environment variables tansu reads as defaults for its flags (or that change its behaviour):
 # dropped so a stray value in the caller's shell can't redirect the embedded broker

@@ -15,8 +15,8 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from argus.packages import package_dir
 from argus.stack.base import Service
+from core.packages import package_dir
 
 
 def find_pytriton_root() -> Path:

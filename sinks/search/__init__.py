@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from argus.settings import Settings
+from core.settings import Settings
 from sinks.search.interface import SearchIndex
 
 BACKENDS = ("postgres", "opensearch")

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from argus import db
-from argus.db import Conn
-from argus.settings import Settings
+from core import db
+from core.db import Conn
+from core.settings import Settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS search_model_versions (

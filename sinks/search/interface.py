@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from argus.db import Conn
+from core.db import Conn
 from schemas.events import Annotation, MediaUploaded
 
 FACET_FIELDS = ("labels", "media_type", "source", "collection")

@@ -32,8 +32,8 @@ from typing import Any
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import NotFoundError
 
-from argus.db import Conn
-from argus.settings import Settings
+from core.db import Conn
+from core.settings import Settings
 from schemas.events import Annotation, MediaUploaded
 from sinks.search import catalog, merge
 from sinks.search.fields import SearchFields, search_fields
@@ -510,7 +510,7 @@ class OpenSearchSearchIndex(SearchIndex):
 
     # ---- versions ----------------------------------------------------------------------------------
     def vector_models(self) -> list[VectorModel]:
-        from argus import db
+        from core import db
 
         with db.connect(self.settings) as conn:
             active = catalog.active_versions(conn)
@@ -530,7 +530,7 @@ class OpenSearchSearchIndex(SearchIndex):
         return list(out.values())
 
     def activate_version(self, model: str, version: str) -> Activation:
-        from argus import db
+        from core import db
 
         c = self.client
         index = self.vec_index(model, version)
@@ -607,7 +607,7 @@ class OpenSearchSearchIndex(SearchIndex):
         return old, new
 
     def _active(self) -> dict[str, str]:
-        from argus import db
+        from core import db
 
         with db.connect(self.settings) as conn:
             return catalog.active_versions(conn)

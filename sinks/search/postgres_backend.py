@@ -28,9 +28,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from argus import db
-from argus.db import Conn
-from argus.settings import Settings
+from core import db
+from core.db import Conn
+from core.settings import Settings
 from schemas.events import Annotation, MediaUploaded
 from sinks.search import catalog, merge
 from sinks.search.fields import search_fields

