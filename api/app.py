@@ -17,7 +17,8 @@ from core import db
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore
 from producers.ingest import Ingestor
-from sinks.search import get_search_index
+from retrieval.ndd.card import near_duplicates_for_card
+from retrieval.search import get_search_index
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -93,7 +94,5 @@ def load_card(settings: Settings, asset_id: str) -> dict[str, Any] | None:
         if isinstance(p, dict) and p.get("kind") == "perceptual_hash" and p.get("frames"):
             p["frames"] = f"<{len(p['frames'])} frame hashes>"
     card = {"asset": dict(asset), "models": [dict(s) for s in status], "annotations": [dict(a) for a in anns]}
-    from retrieval.ndd.card import near_duplicates_for_card
-
     card["near_duplicates"] = near_duplicates_for_card(settings, asset_id)
     return card

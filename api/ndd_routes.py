@@ -14,8 +14,9 @@ from fastapi import APIRouter, File, Form, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import require_scope, settings_of
-from core.imaging import MediaDecodeError
+from core.imaging import MediaDecodeError, load_image, to_model_input
 from core.settings import Settings
+from core.triton import TritonClient
 from retrieval.ndd.service import QueryMedia, match_to_dict, shared_service
 
 router = APIRouter(prefix="/v1/ndd", tags=["near-duplicates"])
@@ -33,9 +34,6 @@ def _similar_hits(request: Request, asset_id: str | None, vector: list[float] | 
 
 def _embed_image(settings: Settings, data: bytes, model: str) -> list[float]:
     """The uploaded picture's embedding through Triton (the same model the pipeline uses)."""
-    from core.imaging import load_image, to_model_input
-    from core.triton import TritonClient
-
     img = load_image(data, settings.limits.max_image_pixels)
     client = TritonClient(settings)
     try:

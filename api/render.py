@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sinks.search.interface import Hit, SearchResult
+from retrieval.search.interface import Hit, SearchResult
 
 _B = re.compile(r"</?b>")
 

@@ -17,9 +17,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.deps import require_scope, settings_of
+from core import db
+from models.clip import Clip
+from models.registry import get_model
 from retrieval.query_embed import EmbedUnavailable, QueryEmbedder, Region
-from sinks.search import catalog
-from sinks.search.interface import (
+from retrieval.search import projects
+from retrieval.search.interface import (
     EXTRA_FACETS,
     FACET_FIELDS,
     Hit,
@@ -119,7 +122,7 @@ async def _run(fn: Callable[..., T], *args: Any) -> T:
         return await run_in_threadpool(fn, *args)
     except QueryError as exc:
         raise HTTPException(400, str(exc)) from None
-    except catalog.ProjectError as exc:
+    except projects.ProjectError as exc:
         raise HTTPException(exc.status, str(exc)) from None
     except EmbedUnavailable as exc:
         raise HTTPException(503, str(exc)) from None
@@ -195,7 +198,7 @@ Filters = Annotated[SearchQuery, Depends(search_filters)]
 
 def _check_project(request: Request, query: SearchQuery) -> None:
     if query.project is not None:
-        catalog.get_project(settings_of(request), query.project)  # 404 for an unknown project
+        projects.get_project(settings_of(request), query.project)  # 404 for an unknown project
 
 
 # ------------------------------------------------------------------------------ text + facets
@@ -256,8 +259,6 @@ async def search_by_region(
         raise HTTPException(400, "give exactly one of file or asset_id")
     region = await _run(Region.parse, box, box_units)
     if asset_id is not None:
-        from core import db
-
         def original() -> bytes:
             with db.connect(settings_of(request)) as conn:
                 row = conn.execute("SELECT object_key, bucket, media_type FROM assets WHERE asset_id=%s",
@@ -321,16 +322,15 @@ async def clip_text_to_image(request: Request, query: Filters,
     package: ARGUS_CLIP__WEIGHTS, docs/models.md), otherwise 501."""
     settings = settings_of(request)
     model = settings.search.clip_model
-    from models.registry import unavailable_models
-    from processors.registry import HANDLERS
-
-    handler_cls = HANDLERS.get(model)
-    if handler_cls is None or not hasattr(handler_cls, "embed_text"):
+    try:
+        clip = get_model(settings, model)
+    except KeyError:
+        clip = None
+    if not isinstance(clip, Clip):
         raise HTTPException(501, f"cross-modal search needs the {model!r} model (CLIP weights), not installed here")
-    if why := unavailable_models(settings, [model]).get(model):
+    if why := clip.unavailable():
         raise HTTPException(501, f"cross-modal search needs the {model!r} model: {why}")
-    handler = handler_cls(settings)
-    vec = await _run(handler.embed_text, _embedder(request).triton, text)  # type: ignore[attr-defined]
+    vec = await _run(clip.embed_text, _embedder(request).triton, text)
     hits = await _run(_index(request).knn, model, vec, k, query)
     return KnnOut(model=model, k=k, hits=_hits(request, hits))
 
@@ -352,43 +352,43 @@ async def activate(request: Request, model: str, body: ActivateIn) -> dict[str, 
 
 
 # ------------------------------------------------------------------------------ projects
-def _project_out(p: catalog.Project) -> ProjectOut:
+def _project_out(p: projects.Project) -> ProjectOut:
     return ProjectOut(project_id=p.project_id, name=p.name, description=p.description, created_at=p.created_at,
                       assets=p.assets)
 
 
 @projects_router.post("", response_model=ProjectOut, status_code=201, dependencies=[Depends(require_scope("upload"))])
 async def create_project(request: Request, body: ProjectIn) -> ProjectOut:
-    return _project_out(await _run(catalog.create_project, settings_of(request), body.name, body.description))
+    return _project_out(await _run(projects.create_project, settings_of(request), body.name, body.description))
 
 
 @projects_router.get("", response_model=list[ProjectOut])
 async def list_projects(request: Request) -> list[ProjectOut]:
-    return [_project_out(p) for p in await _run(catalog.list_projects, settings_of(request))]
+    return [_project_out(p) for p in await _run(projects.list_projects, settings_of(request))]
 
 
 @projects_router.get("/{project_id}", response_model=ProjectOut)
 async def get_project(request: Request, project_id: str) -> ProjectOut:
-    return _project_out(await _run(catalog.get_project, settings_of(request), project_id))
+    return _project_out(await _run(projects.get_project, settings_of(request), project_id))
 
 
 @projects_router.delete("/{project_id}", status_code=204, dependencies=[Depends(require_scope("upload"))])
 async def delete_project(request: Request, project_id: str) -> None:
-    await _run(catalog.delete_project, settings_of(request), project_id)
+    await _run(projects.delete_project, settings_of(request), project_id)
 
 
 @projects_router.post("/{project_id}/assets", response_model=ProjectOut,
                       dependencies=[Depends(require_scope("upload"))])
 async def add_assets(request: Request, project_id: str, body: AssetIdsIn) -> ProjectOut:
     """Add assets (idempotent); unknown asset ids are refused as a whole."""
-    await _run(catalog.add_assets, settings_of(request), project_id, body.asset_ids)
-    return _project_out(await _run(catalog.get_project, settings_of(request), project_id))
+    await _run(projects.add_assets, settings_of(request), project_id, body.asset_ids)
+    return _project_out(await _run(projects.get_project, settings_of(request), project_id))
 
 
 @projects_router.delete("/{project_id}/assets/{asset_id}", status_code=204,
                         dependencies=[Depends(require_scope("upload"))])
 async def remove_asset(request: Request, project_id: str, asset_id: str) -> None:
-    await _run(catalog.remove_asset, settings_of(request), project_id, asset_id)
+    await _run(projects.remove_asset, settings_of(request), project_id, asset_id)
 
 
 @projects_router.get("/{project_id}/search", response_model=SearchOut)

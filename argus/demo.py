@@ -14,11 +14,12 @@ from argus.stack.manager import EmbeddedStack
 from argus.workers import Supervisor, Worker, default_workers
 from core import db, kafka
 from core.settings import Settings
-from models.registry import pull_all, unavailable_models
+from models.registry import enabled_models, unavailable_models
+from models.store import pull_all
 from producers.bulk_import import bulk_import
 from producers.ingest import Ingestor
-from sinks.search import get_search_index
-from sinks.search.interface import SearchQuery
+from retrieval.search import get_search_index
+from retrieval.search.interface import SearchQuery
 
 MODEL = "efficientnet_lite0"
 
@@ -27,14 +28,15 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
     console = Console()
     console.rule("[bold]Argus: embedded stack")
     stack = EmbeddedStack(settings)
-    unavailable = unavailable_models(settings, settings.models)
+    enabled = enabled_models(settings)
+    unavailable = unavailable_models(settings, enabled)
     for name, why in unavailable.items():
         console.print(f"[yellow]{name}[/yellow] not started: {why}")
-    active = [m for m in settings.models if m not in unavailable]
+    active = [m for m in enabled if m not in unavailable]
     pull_all(settings)
     stack.up()
     db.migrate(settings)
-    kafka.ensure_topics(settings, kafka.all_topics(settings, settings.models))
+    kafka.ensure_topics(settings, kafka.all_topics(settings, enabled))
 
     workers = default_workers(settings)
     if keep_serving:

@@ -35,7 +35,7 @@ def search(
     if mode == "similar":
         if asset is None:
             raise typer.BadParameter("mode similar from the CLI takes --asset (or use the API with a file)")
-        from sinks.search import get_search_index
+        from retrieval.search import get_search_index
 
         hits = get_search_index(settings).similar(asset, settings.search.query_embed_model, limit)
         rows: list[dict[str, Any]] = [{"asset_id": h.asset_id, "relation": "similar", "score": round(h.score, 4)}

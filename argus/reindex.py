@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 from core import db, kafka
 from core.settings import Settings
+from models.registry import get_model
+from retrieval.search.interface import SearchQuery
 from schemas.events import MediaUploaded, dump
-from sinks.search.interface import Activation, SearchQuery
+from sinks.search.interface import Activation
 
 
 @dataclass
@@ -47,18 +49,15 @@ class BackfillProgress:
 
 def target_version(settings: Settings, model: str) -> str:
     """The version the running processors stamp (the handler's, from the model registry)."""
-    from processors.registry import get_handler
-
-    return get_handler(model, settings).version
+    return get_model(settings, model).model_version
 
 
 def start(settings: Settings, model: str, version: str | None = None, asset_ids: list[str] | None = None,
           query: SearchQuery | None = None, missing_only: bool = True) -> ReindexRun:
-    from processors.registry import get_handler
-    from sinks.search import catalog, get_search_index
+    from retrieval.search import get_search_index
 
-    handler = get_handler(model, settings)  # KeyError for an unknown model
-    version = version or handler.version
+    handler = get_model(settings, model)  # KeyError for an unknown model
+    version = version or handler.model_version
     media = sorted(handler.media_types)
     if query is not None:
         selected = list(get_search_index(settings).iter_asset_ids(query))
@@ -66,7 +65,6 @@ def start(settings: Settings, model: str, version: str | None = None, asset_ids:
     run_id = f"rx{uuid.uuid4().hex[:12]}"
     topic = settings.topic(kafka.backfill_topic(model))
     kafka.ensure_topics(settings, [topic])  # the relay must not create it with default partitions
-    catalog.ensure_schema(settings)
     with db.transaction(settings) as conn:
         rows = conn.execute(
             """SELECT a.* FROM assets a
@@ -102,7 +100,7 @@ def progress(settings: Settings, run: ReindexRun) -> BackfillProgress:
 
 
 def _indexed_os(settings: Settings, run: ReindexRun) -> int:
-    from sinks.search.opensearch_backend import OpenSearchSearchIndex
+    from retrieval.search.opensearch_backend import OpenSearchSearchIndex
 
     index = OpenSearchSearchIndex(settings)
     body = {"query": {"bool": {"filter": [{"ids": {"values": run.asset_ids}},
@@ -123,7 +121,7 @@ def wait(settings: Settings, run: ReindexRun, timeout: float,
 
 
 def activate(settings: Settings, model: str, version: str, run_id: str | None = None) -> Activation:
-    from sinks.search import get_search_index
+    from retrieval.search import get_search_index
 
     act = get_search_index(settings).activate_version(model, version)
     if run_id is not None:

@@ -46,8 +46,8 @@ def search(
     """Search the archive by words, labels and facets, or by example (asset, picture, region)."""
     from api.render import print_hits, print_search
     from retrieval.query_embed import EmbedUnavailable, QueryEmbedder, Region
-    from sinks.search import get_search_index
-    from sinks.search.interface import NumericRange, QueryError, SearchQuery
+    from retrieval.search import get_search_index
+    from retrieval.search.interface import NumericRange, QueryError, SearchQuery
 
     settings = get_settings()
     index = get_search_index(settings)
@@ -124,7 +124,7 @@ def reindex(
     """Re-run MODEL on all or some assets (outbox -> media.backfill.<model>, exactly-once) and switch
     search to the new version once every asset has it (no downtime)."""
     from argus import reindex as rx
-    from sinks.search.interface import SearchQuery
+    from retrieval.search.interface import SearchQuery
 
     settings = get_settings()
     if activate_only:
@@ -158,9 +158,9 @@ def reindex(
 
 @projects_app.command("create")
 def projects_create(name: str, description: Annotated[str | None, typer.Option()] = None) -> None:
-    from sinks.search import catalog
+    from retrieval.search import projects
 
-    p = catalog.create_project(get_settings(), name, description)
+    p = projects.create_project(get_settings(), name, description)
     console.print(f"{p.project_id}  {p.name}")
 
 
@@ -168,33 +168,33 @@ def projects_create(name: str, description: Annotated[str | None, typer.Option()
 def projects_list() -> None:
     from rich.table import Table
 
-    from sinks.search import catalog
+    from retrieval.search import projects
 
     table = Table("project", "name", "assets", "created")
-    for p in catalog.list_projects(get_settings()):
+    for p in projects.list_projects(get_settings()):
         table.add_row(p.project_id, p.name, str(p.assets), str(p.created_at)[:19])
     console.print(table)
 
 
 @projects_app.command("add")
 def projects_add(project_id: str, asset_ids: list[str]) -> None:
-    from sinks.search import catalog
+    from retrieval.search import projects
 
-    console.print(f"{project_id}: {catalog.add_assets(get_settings(), project_id, asset_ids)} asset(s)")
+    console.print(f"{project_id}: {projects.add_assets(get_settings(), project_id, asset_ids)} asset(s)")
 
 
 @projects_app.command("remove")
 def projects_remove(project_id: str, asset_id: str) -> None:
-    from sinks.search import catalog
+    from retrieval.search import projects
 
-    catalog.remove_asset(get_settings(), project_id, asset_id)
+    projects.remove_asset(get_settings(), project_id, asset_id)
 
 
 @projects_app.command("delete")
 def projects_delete(project_id: str) -> None:
-    from sinks.search import catalog
+    from retrieval.search import projects
 
-    catalog.delete_project(get_settings(), project_id)
+    projects.delete_project(get_settings(), project_id)
 
 
 def register(app: typer.Typer) -> None:

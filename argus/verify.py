@@ -28,6 +28,7 @@ from confluent_kafka import TopicPartition
 
 from core import db, kafka
 from core.settings import Settings
+from models.registry import enabled_models
 
 
 def count_records(settings: Settings, topic: str, idle_s: float = 4.0) -> dict[int, int]:
@@ -117,7 +118,7 @@ def verify(settings: Settings, asset_ids: Iterable[str], models: list[str] | Non
            check_offsets: bool = True, idle_s: float = 4.0) -> Verdict:
     """Read everything back and compare (see the module docstring). Never raises on a mismatch."""
     ids = sorted(set(asset_ids))
-    models = list(settings.models if models is None else models)
+    models = list(enabled_models(settings) if models is None else models)
     v = Verdict(assets_expected=len(ids))
     with db.connect(settings) as conn:
         q = conn.execute

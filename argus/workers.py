@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.settings import SETTINGS_ENV, Settings
+from models.registry import enabled_models, unavailable_models
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +32,16 @@ class Worker:
 
 
 def default_workers(settings: Settings, api: bool = False) -> list[Worker]:
-    from models.registry import unavailable_models
-
     ws = [Worker("relay", ["run", "relay"])]
-    skip = unavailable_models(settings, settings.models)
+    enabled = enabled_models(settings)
+    skip = unavailable_models(settings, enabled)
     for m, why in skip.items():
         log.warning("processor %s not started: model unavailable: %s", m, why)
-    for m in (m for m in settings.models if m not in skip):
+    for m in (m for m in enabled if m not in skip):
         ws += [Worker(f"processor-{m}" + (f"-{i}" if i else ""), ["run", "processor", m])
                for i in range(settings.processor.instances)]
     ws += [Worker("sink-postgres", ["run", "sink", "postgres"]), Worker("sink-search", ["run", "sink", "search"])]
-    if "pdq" in settings.models:  # the near-duplicate index (sinks/ndd_sink.py)
+    if "pdq" in enabled:  # the near-duplicate index (sinks/ndd_sink.py)
         ws.append(Worker("sink-ndd", ["run", "sink", "ndd"]))
     if api:
         ws.append(Worker("api", ["run", "api"]))

@@ -37,6 +37,7 @@ from argus.verify import Verdict, wait_until_consistent
 from argus.workers import Supervisor, default_workers
 from core import db
 from core.settings import Settings
+from models.registry import enabled_models
 from producers.ingest import Ingestor, Metadata
 
 SERVERS = ("triton", "postgres", "tansu")
@@ -147,7 +148,7 @@ class ChaosRun:
         with self._ids_lock:
             ids = list(self.ids)
         try:
-            return pipeline.progress(self.settings, ids, self.settings.models[0]).finished
+            return pipeline.progress(self.settings, ids, enabled_models(self.settings)[0]).finished
         except Exception:  # noqa: BLE001 - PostgreSQL down
             return None
 
@@ -310,7 +311,7 @@ def main() -> None:
         settings.kafka.session_timeout_ms = 3000
         with running_stack(settings) as stack:
             db.migrate(settings)
-            kafka.ensure_topics(settings, kafka.all_topics(settings, settings.models))
+            kafka.ensure_topics(settings, kafka.all_topics(settings, enabled_models(settings)))
             print(f"chaos: {args.assets} assets over {args.duration:.0f}s, seed {args.seed}")
             run = ChaosRun(settings, stack, make_assets(args.assets, args.seed), args.duration, seed=args.seed,
                            down_s=tuple(args.down), gap_s=tuple(args.gap),  # type: ignore[arg-type]

@@ -458,7 +458,7 @@ def main() -> None:
     from argus.stack.manager import EmbeddedStack
     from argus.stack.ports import settings_for_tests
     from argus.workers import Supervisor, default_workers
-    from models.registry import pull_all
+    from models.store import pull_all
 
     with tempfile.TemporaryDirectory(prefix="argus-hostile-") as tmp:
         s = settings_for_tests(Path(tmp) / "state")

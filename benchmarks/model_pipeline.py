@@ -41,12 +41,12 @@ from benchmarks.models import _stack, in_process
 from benchmarks.pipeline import make_images
 from core import db, kafka
 from core.settings import Settings
-from models.registry import unavailable_models
-from processors.registry import HANDLERS, get_handler
+from models import registry
+from models.registry import get_model, unavailable_models
 from producers.ingest import Ingestor, Metadata
 from schemas.events import MediaUploaded
 
-MEDIA_MODELS = [m for m, h in HANDLERS.items() if "image" in h.media_types]
+MEDIA_MODELS = [m for m, cls in registry.model_classes(Settings()).items() if "image" in cls.media_types]
 
 
 def _event(i: int, data: bytes) -> MediaUploaded:
@@ -56,8 +56,8 @@ def _event(i: int, data: bytes) -> MediaUploaded:
 
 def in_process_rates(model: str, images: list[bytes], settings: Settings, batch: int) -> tuple[float, float]:
     """(items/s model only, items/s decode + prepare + model) with the processor's own prepare step."""
-    handler = get_handler(model, settings)
-    infer = (in_process(model, settings) if model in settings.triton_models
+    handler = get_model(settings, model)
+    infer = (in_process(model, settings) if model in registry.triton_models(settings)
              else lambda b: handler.infer(None, b))  # type: ignore[arg-type]  # algorithmic (pdq): no Triton
 
     def prepare(chunk: list[bytes], base: int) -> list[dict[str, np.ndarray]]:
@@ -96,13 +96,13 @@ def run(models: list[str], n: int, console: Console) -> dict[str, dict[str, Any]
         images = make_images(n, Path(tmp) / "samples")
         with running_stack(settings, console=console):
             db.migrate(settings)
-            kafka.ensure_topics(settings, kafka.all_topics(settings, settings.models))
+            kafka.ensure_topics(settings, kafka.all_topics(settings, list(models)))
             ing = Ingestor(settings)
             ids = [ing.ingest_bytes(b, Metadata(filename=f"b{i}.jpg")).asset_id for i, b in enumerate(images)]
             sinks = [Worker("relay", ["run", "relay"]), Worker("sink-postgres", ["run", "sink", "postgres"]),
                      Worker("sink-search", ["run", "sink", "search"])]
             for model in models:
-                batch = min(get_handler(model, settings).max_batch, settings.processor.batch_size)
+                batch = min(get_model(settings, model).max_batch, settings.processor.batch_size)
                 console.print(f"[bold]{model}[/bold]: in-process, {n} images, batch {batch}")
                 model_only, with_prepare = in_process_rates(model, images, settings, batch)
                 console.print(f"[bold]{model}[/bold]: pipeline, {n} queued uploads")

@@ -38,9 +38,12 @@ from argus.stack.ports import settings_for_tests
 from core.imaging import to_model_input
 from core.settings import Settings
 from core.triton import TritonClient
-from models import nudenet, suite
+from models import face_mtcnn, ocr_ppocr
+from models import nsfw_nudenet as nudenet
+from models.clip import to_clip_input
 from models.frames import letterbox
-from models.registry import pull
+from models.store import pull
+from models.text_embed import TextEmbed
 
 DEFAULT = ["efficientnet_lite0", "face_mtcnn", "ocr_ppocr", "text_embed"]
 OUTPUTS = {"efficientnet_lite0": ["EMBEDDING", "PROBS"], "face_mtcnn": ["BOXES", "SCORES", "COUNT"],
@@ -59,9 +62,7 @@ SENTENCES = ["Chelsea the cat. egyptian cat, tabby, tiger cat", "Astronaut Eilee
 def rows_for(model: str, photos: list[Image.Image], n: int, settings: Settings) -> list[dict[str, np.ndarray]]:
     """n model-input rows, prepared as the model's processor prepares them."""
     if model == "text_embed":
-        from retrieval.semantic import tokenizer
-
-        tok = tokenizer(settings.triton_repo / model / "tokenizer.json")
+        tok = TextEmbed(settings).tokenizer
         rows = []
         for i in range(n):
             ids, mask = tok([f"{SENTENCES[i % len(SENTENCES)]} #{i}"])
@@ -75,13 +76,11 @@ def rows_for(model: str, photos: list[Image.Image], n: int, settings: Settings) 
         elif model == "nsfw_nudenet":  # the processor keeps SIZE for decoding; Triton gets IMAGE only
             out.append({"IMAGE": letterbox(img, nudenet.SIZE)[0]})
         elif model == "clip":  # resize shorter side + centre crop, like open_clip's preprocess
-            from models.clip_zoo import to_clip_input
-
             out.append({"IMAGE": to_clip_input(img)})
         elif model == "coco_centernet":  # likewise: SIZE stays in the processor
             out.append({"IMAGE": letterbox(img, 512)[0]})
         else:
-            size = suite.FACE_SIZE if model == "face_mtcnn" else suite.OCR_SIZE
+            size = face_mtcnn.FACE_SIZE if model == "face_mtcnn" else ocr_ppocr.OCR_SIZE
             canvas, wh = letterbox(img, size)
             out.append({"IMAGE": canvas, "SIZE": wh})
     return out

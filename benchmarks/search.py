@@ -40,8 +40,9 @@ from argus.stack.manager import EmbeddedStack
 from argus.stack.ports import settings_for_tests
 from core import db
 from core.settings import Settings
-from sinks.search.interface import SearchQuery
-from sinks.search.postgres_backend import PostgresSearchIndex, _index_name, vector_table
+from retrieval.search.interface import SearchQuery
+from retrieval.search.postgres_backend import PostgresSearchIndex
+from sinks.search.postgres_backend import _index_name, vector_table
 
 MODEL, VERSION = "bench_clip", "v1"
 ADJ = ["burning", "empty", "crowded", "flooded", "historic", "new", "old", "quiet", "damaged", "famous", "local",

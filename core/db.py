@@ -1,109 +1,55 @@
 """PostgreSQL: the system of record (assets, outbox, annotations, sink offsets, dead letters).
 
-Migrations are plain SQL applied in order inside one transaction each, recorded in
-``schema_migrations``; an advisory lock lets several processes start at once safely.
+Every table, index and extension is created by the numbered SQL files in ``core/migrations/``
+(``NNNN_name.sql``), applied in order by :func:`migrate`, one transaction each, recorded in
+``schema_migrations``; an advisory lock lets several processes start at once safely
+(docs/architecture.md, "Schema migrations").
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.rows import DictRow, dict_row
 
-from core.extra_schema import API_KEYS_SCHEMA, FEEDS_SCHEMA
-from core.ndd_schema import NDD_SCHEMA
 from core.settings import Settings
 
-MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-        CREATE EXTENSION IF NOT EXISTS vector;
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 7245501  # pg_advisory_lock key held while migrating
+_FILE_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-        CREATE TABLE assets (
-            asset_id     text PRIMARY KEY,            -- sha256 of the content
-            bucket       text NOT NULL,
-            object_key   text NOT NULL,
-            media_type   text NOT NULL,
-            content_type text NOT NULL,
-            size_bytes   bigint NOT NULL,
-            filename     text NOT NULL,
-            title        text,
-            description  text,
-            source       text,
-            collection   text,
-            uploaded_at  timestamptz NOT NULL DEFAULT now()
-        );
 
-        -- Transactional outbox: written with the asset row, published to Kafka by the relay.
-        CREATE TABLE outbox (
-            id           bigserial PRIMARY KEY,
-            event_id     text NOT NULL UNIQUE,
-            topic        text NOT NULL,
-            key          text NOT NULL,
-            payload      bytea NOT NULL,
-            created_at   timestamptz NOT NULL DEFAULT now(),
-            published_at timestamptz
-        );
-        CREATE INDEX outbox_pending ON outbox (id) WHERE published_at IS NULL;
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str  # the file name, e.g. 0001_core.sql
+    sql: str
 
-        CREATE TABLE annotations (
-            annotation_id text PRIMARY KEY,          -- hash(asset, model, version, keyframe)
-            asset_id      text NOT NULL REFERENCES assets(asset_id),
-            model         text NOT NULL,
-            model_version text NOT NULL,
-            keyframe_ms   integer,
-            payload       jsonb NOT NULL,
-            produced_at   timestamptz NOT NULL,
-            applied_at    timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE INDEX annotations_asset ON annotations (asset_id);
 
-        CREATE TABLE asset_model_status (
-            asset_id      text NOT NULL REFERENCES assets(asset_id),
-            model         text NOT NULL,
-            model_version text,
-            status        text NOT NULL CHECK (status IN ('done', 'failed')),
-            reason        text,
-            updated_at    timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (asset_id, model)
-        );
-
-        -- Each sink's consumed position, committed in the same transaction as its writes.
-        CREATE TABLE sink_offsets (
-            sink        text NOT NULL,
-            topic       text NOT NULL,
-            partition   integer NOT NULL,
-            next_offset bigint NOT NULL,
-            updated_at  timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (sink, topic, partition)
-        );
-
-        CREATE TABLE dead_letters (
-            event_id      text PRIMARY KEY,
-            stage         text NOT NULL,
-            reason        text NOT NULL,
-            error_type    text NOT NULL,
-            asset_id      text,
-            model         text,
-            source_topic  text,
-            source_partition integer,
-            source_offset bigint,
-            raw_value     text,
-            created_at    timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE INDEX dead_letters_asset ON dead_letters (asset_id);
-        """,
-    ),
-    (2, NDD_SCHEMA),  # near-duplicate hashes (core/ndd_schema.py)
-    (3, API_KEYS_SCHEMA),  # hashed API keys with scopes (core/auth.py)
-    (4, FEEDS_SCHEMA),  # feed poller: validators + seen items (producers/feed_poller.py)
-]
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migration files in version order. Versions must run 1..N without gaps or duplicates: a
+    database at version K has applied exactly files 1..K, whatever their names."""
+    found: list[Migration] = []
+    for path in directory.iterdir():
+        if path.suffix != ".sql":
+            continue
+        m = _FILE_RE.match(path.name)
+        if m is None:
+            raise ValueError(f"migration file {path.name!r} is not named NNNN_name.sql")
+        found.append(Migration(int(m.group(1)), path.name, path.read_text(encoding="utf-8")))
+    found.sort(key=lambda mig: mig.version)
+    versions = [mig.version for mig in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise ValueError(f"migration versions must be 1..N without gaps or duplicates, got {versions}")
+    return found
 
 
 Conn = psycopg.Connection[DictRow]
@@ -122,24 +68,38 @@ def transaction(settings: Settings) -> Iterator[Conn]:
         yield conn
 
 
-def migrate(settings: Settings) -> int:
-    """Apply pending migrations; returns the schema version. Safe to call from many processes."""
+def migrate(settings: Settings, migrations: list[Migration] | None = None) -> int:
+    """Apply pending migrations (``migrations``: default every file in core/migrations/); returns the
+    schema version. Each migration runs in its own transaction with its schema_migrations row, under a
+    session advisory lock, so many processes may call this at once: one applies, the others wait and
+    then find nothing left to do."""
+    migrations = load_migrations() if migrations is None else migrations
     with connect(settings, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz DEFAULT now())"  # noqa: E501
-        )
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(7245501)")
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz DEFAULT now())"  # noqa: E501
+            )
             done = {r["version"] for r in conn.execute("SELECT version FROM schema_migrations")}
-            for version, sql in MIGRATIONS:
-                if version in done:
+            for mig in migrations:
+                if mig.version in done:
                     continue
-                conn.execute(sql)  # type: ignore[arg-type]  # trusted, static SQL
-                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
-        from sinks.search import get_search_index
+                with conn.transaction():
+                    conn.execute(mig.sql)  # type: ignore[arg-type]  # trusted, static SQL from the package
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (mig.version,))
+                done.add(mig.version)
+        finally:
+            with contextlib.suppress(psycopg.Error):  # a broken connection released the lock already
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        return max(done, default=0)
 
-        get_search_index(settings).ensure_schema()
-        return max(v for v, _ in MIGRATIONS)
+
+def schema_version(settings: Settings) -> int:
+    """The highest applied migration (0 for an empty database)."""
+    with connect(settings) as conn:
+        if scalar(conn, "SELECT to_regclass('schema_migrations') IS NULL"):
+            return 0
+        return int(scalar(conn, "SELECT coalesce(max(version), 0) FROM schema_migrations"))
 
 
 def scalar(conn: Conn, query: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:

@@ -68,7 +68,7 @@ class TritonSettings(BaseModel):
     url: str | None = None  # host:port of Triton's HTTP endpoint; None -> embedded
     timeout_s: float = 60.0
     model_config_name: str = "cpu"  # configs/<name>.pbtxt; production uses config.pbtxt
-    # models the embedded server loads; None -> every model in Settings.models with a triton_repo folder
+    # models the embedded server loads; None -> the enabled models served by Triton (models.registry.triton_models)
     models: list[str] | None = None
 
 
@@ -233,12 +233,12 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     video: VideoSettings = Field(default_factory=VideoSettings)
-    # annotation models whose processors run (each: a models entry; most also a triton_repo folder)
-    # clip and caption_blip need operator-supplied weights (ARGUS_CLIP__WEIGHTS, ARGUS_CAPTION__WEIGHTS) and
-    # nsfw_nudenet an optional extra: without them they are reported unavailable and not started
-    models: list[str] = Field(default_factory=lambda: ["efficientnet_lite0", "pdq",  # pdq: near-duplicate hashes
-                                                       "face_mtcnn", "ocr_ppocr", "coco_centernet",
-                                                       "nsfw_nudenet", "clip", "caption_blip", "text_embed"])
+    # annotation models whose processors run; None -> the registry's defaults (models/registry.py). clip and
+    # caption_blip need operator-supplied weights (ARGUS_CLIP__WEIGHTS, ARGUS_CAPTION__WEIGHTS) and nsfw_nudenet an
+    # optional extra: without them they are reported unavailable and not started
+    models: list[str] | None = None
+    # extra Model classes ("package.module:Class") registered beside the built-in ones (models/registry.py)
+    model_plugins: list[str] = Field(default_factory=list)
     ndd: NddSettings = Field(default_factory=NddSettings)
     search_backend: str = "postgres"
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
@@ -271,16 +271,6 @@ class Settings(BaseSettings):
     @property
     def triton_url(self) -> str:
         return self.triton.url or f"127.0.0.1:{self.ports.triton_http}"
-
-    @property
-    def triton_models(self) -> list[str]:
-        if self.triton.models is not None:
-            return self.triton.models
-        from models.registry import unavailable_models, with_companions
-
-        candidates = [m for m in with_companions(self.models) if (self.triton_repo / m / "config.pbtxt").exists()]
-        skip = unavailable_models(self, candidates)  # no weights configured / optional extra missing
-        return [m for m in candidates if m not in skip]
 
     @property
     def triton_repo(self) -> Path:

@@ -1,8 +1,4 @@
-"""Model definitions, the model registry and the in-process ONNX runner.
+"""The annotation models: one class per model (``base.Model``), the registry of them, and their artifacts.
 
-Importing this package is cheap: torch is only imported by ``efficientnet_lite`` (export and tests).
+Importing a model module is cheap: torch, onnx and scikit-image are imported only by pull, verify and tests.
 """
-
-from models.registry import SPECS, ModelSpec, get_spec, list_models, pull, verify
-
-__all__ = ["SPECS", "ModelSpec", "get_spec", "list_models", "pull", "verify"]

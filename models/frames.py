@@ -1,7 +1,7 @@
 """What every image model's ``prepare`` shares: an image, or a video's keyframes, as RGB frames.
 
 Images give one frame (``keyframe_ms=None``); videos give one frame per keyframe (core/video.py),
-each annotated on its own (``keyframe_ms`` set) and then summarised by the runtime.
+each annotated on its own (``keyframe_ms`` set) and then summarised (``Model.summarize``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from core import video
 from core.imaging import load_image
 from core.settings import Settings
 from core.triton import TritonClient
-from processors.runtime import Item, ModelHandler
+from models.base import IMAGE_AND_VIDEO, Item, Model
 from schemas.events import Box, MediaUploaded
-
-IMAGE_AND_VIDEO = frozenset({"image", "video"})
 
 
 def media_frames(settings: Settings, event: MediaUploaded, data: bytes,
@@ -52,7 +50,7 @@ def box_of(values: Sequence[float]) -> Box:
     return Box(**dict(zip(("x1", "y1", "x2", "y2"), (round(float(v), 5) for v in values), strict=True)))
 
 
-class Letterboxed(ModelHandler):
+class Letterboxed(Model):
     """A model fed one square letterboxed canvas per image/keyframe, with ``SIZE`` = the content's width and
     height in the canvas (what normalises the boxes to the frame)."""
 
@@ -71,5 +69,5 @@ class LetterboxedDetector(Letterboxed):
     the processor and comes back to ``to_payloads`` with the outputs."""
 
     def infer(self, triton: TritonClient, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = triton.infer(self.model, {"IMAGE": inputs["IMAGE"]}, self.outputs)
+        out = triton.infer(self.name, {"IMAGE": inputs["IMAGE"]}, self.outputs)
         return {**out, "SIZE": inputs["SIZE"]}

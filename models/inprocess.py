@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.registry import get_spec
+from core.settings import Settings
+from models.registry import get_model
 
 __all__ = ["InProcessModel"]
 
@@ -22,13 +23,10 @@ class InProcessModel:
     def __init__(self, name: str, repo: Path | None = None, threads: int = 2) -> None:
         import onnxruntime as ort
 
-        spec = get_spec(name)
-        if repo is None:
-            from core.settings import Settings
-
-            repo = Settings().triton_repo
+        settings = Settings()
+        model = get_model(settings, name)
         self.name = name
-        self.path = repo / name / spec.version_dir / spec.artifact
+        self.path = (repo or settings.triton_repo) / name / "1" / model.artifact
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path} is missing; run `argus models pull` first")
         opts = ort.SessionOptions()

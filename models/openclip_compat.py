@@ -11,7 +11,7 @@ registrations, which matter for ``torch.compile``/fake tensors on detection ops,
 
 Import open_clip ONLY through ``import_open_clip()``; the model is needed at pull time (ONNX export) and
 in tests, never at serving time (Triton runs the ONNX graphs; the client tokenises with
-``models.clip_zoo.BpeTokenizer``).
+``models.clip.BpeTokenizer``).
 """
 
 from __future__ import annotations

@@ -19,14 +19,12 @@ import logging
 import signal
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from confluent_kafka import KafkaException, Message, TopicPartition
@@ -39,59 +37,12 @@ from core.resilience import wait_for
 from core.settings import Settings
 from core.storage import ObjectMissing, ObjectStore
 from core.triton import TritonClient
+from models.base import Item, Model
+from models.registry import check_repo
 from schemas.events import Annotation, AnnotationPayload, DeadLetter, MediaUploaded, SchemaError, dump, parse
 from schemas.events import annotation_id as make_annotation_id
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Item:
-    """One model input row cut from an asset (the image, or one keyframe of a video)."""
-
-    event: MediaUploaded
-    keyframe_ms: int | None
-    row: dict[str, np.ndarray]  # input name -> array without the batch axis
-
-
-class ModelHandler(ABC):
-    """What one model adds to the shared runtime: its inputs and how its outputs become payloads."""
-
-    model: ClassVar[str]  # Triton model name == annotation model name == topic suffix
-    media_types: ClassVar[frozenset[str]] = frozenset({"image"})
-    outputs: ClassVar[list[str]]
-    max_batch: ClassVar[int] = 32
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    @cached_property
-    def version(self) -> str:
-        """The version every annotation names: the registry's (derived from the weights' hash)."""
-        from models.registry import get_spec
-
-        return get_spec(self.model).version_for(self.settings)
-
-    def infer(self, triton: TritonClient, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One batched inference. Triton by default; an algorithmic step (e.g. a perceptual hash)
-        overrides this and computes locally, keeping the rest of the runtime."""
-        return triton.infer(self.model, inputs, self.outputs)
-
-    @abstractmethod
-    def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
-        """Decode the original into model input rows; raise MediaDecodeError for bad media."""
-
-    @abstractmethod
-    def to_payloads(self, outputs: dict[str, np.ndarray], n: int) -> list[AnnotationPayload]:
-        """One payload per input row of the batch."""
-
-    def summarize(self, keyframes: list[tuple[int, AnnotationPayload]]) -> AnnotationPayload | None:
-        """The video-level payload (annotation with ``keyframe_ms=None``) from this model's keyframe
-        payloads; the generic summary (tags/text with time ranges, max numerics, flags, mean
-        embedding) unless a model knows better. None: no summary."""
-        from processors.video_summary import summarize
-
-        return summarize(keyframes)
 
 
 # Bounded in-flight work: at most MAX_INFLIGHT batches are consumed but not yet committed (one on
@@ -103,7 +54,7 @@ PAUSE_AFTER_S = 2.0
 
 
 @dataclass
-class _Batch:
+class Batch:
     msgs: list[Message]
     started: float
     events: list[tuple[Message, MediaUploaded, Future[list[Item] | Exception]]] = field(default_factory=list)
@@ -113,43 +64,48 @@ class _Batch:
 
 
 class Processor:
-    def __init__(self, settings: Settings, handler: ModelHandler) -> None:
+    def __init__(self, settings: Settings, model: Model) -> None:
         self.settings = settings
-        self.handler = handler
-        self.stage = f"processor:{handler.model}"
-        self.group = f"argus-processor-{handler.model}"
+        self.model = model
+        self.stage = f"processor:{model.name}"
+        self.group = f"argus-processor-{model.name}"
         self.in_topic = settings.topic(kafka.TOPIC_UPLOADED)
-        self.backfill_topic = settings.topic(kafka.backfill_topic(handler.model))  # argus reindex
-        self.out_topic = settings.topic(kafka.annotations_topic(handler.model))
+        self.backfill_topic = settings.topic(kafka.backfill_topic(model.name))  # argus reindex
+        self.out_topic = settings.topic(kafka.annotations_topic(model.name))
         self.dlq_topic = settings.topic(kafka.TOPIC_DLQ)
         self.store = ObjectStore(settings)
         self.triton = TritonClient(settings)
-        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"fetch-{handler.model}")
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"fetch-{model.name}")
         self.infer_pool = ThreadPoolExecutor(max_workers=max(1, settings.processor.infer_concurrency),
-                                             thread_name_prefix=f"infer-{handler.model}")
+                                             thread_name_prefix=f"infer-{model.name}")
         self.stop_event = threading.Event()
         self.triton.abort = self.stop_event  # SIGTERM ends a Triton retry loop (the batch is then not committed)
         # one thread finishes batches (infer + emit) strictly in order; the main thread commits them
-        self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"finish-{handler.model}")
+        self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"finish-{model.name}")
         self.health = metrics.Health(self.stage)
         self.lag = metrics.LagTracker(self.stage, settings.observability.lag_interval_s)
         self.paused = False
         self.stats: dict[str, float] = {"annotations": 0, "dead_letters": 0, "batches": 0}
         self.stage_s: dict[str, float] = {"fetch_decode": 0.0, "infer": 0.0, "emit": 0.0, "commit": 0.0}
 
+    def input_topics(self) -> list[str]:
+        """What the consumer group reads: uploads, and the model's backfill topic (argus reindex)."""
+        return [self.in_topic, self.backfill_topic]
+
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
         metrics.start_ops_server(self.settings, self.health)
         # the broker may be down when (re)started: wait for it instead of crashing
-        wait_for(lambda: kafka.ensure_topics(self.settings, [self.in_topic, self.backfill_topic, self.out_topic,
-                                                             self.dlq_topic]),
+        check_repo(self.settings)  # the registry and triton_repo/ must agree before anything is consumed
+        inputs = self.input_topics()
+        wait_for(lambda: kafka.ensure_topics(self.settings, [*inputs, self.out_topic, self.dlq_topic]),
                  f"{self.stage}: the broker", self.stop_event)
         self.consumer = kafka.consumer(self.settings, self.group)
         self.producer = kafka.producer(self.settings)
-        self.consumer.subscribe([self.in_topic, self.backfill_topic], on_assign=self._on_assign)
-        log.info("%s consuming %s (group %s)", self.stage, self.in_topic, self.group)
+        self.consumer.subscribe(inputs, on_assign=self._on_assign)
+        log.info("%s consuming %s (group %s)", self.stage, inputs, self.group)
         cfg = self.settings.processor
-        inflight: deque[tuple[_Batch, Future[None]]] = deque()
+        inflight: deque[tuple[Batch, Future[None]]] = deque()
         clean = False
         try:
             while not self.stop_event.is_set():
@@ -194,19 +150,19 @@ class Processor:
                 metrics.EVENTS_IN.labels(self.stage, m.topic()).inc()
         return msgs
 
-    def _submit(self, inflight: deque[tuple[_Batch, Future[None]]], msgs: list[Message]) -> None:
+    def _submit(self, inflight: deque[tuple[Batch, Future[None]]], msgs: list[Message]) -> None:
         batch = self.start_batch(msgs)
         inflight.append((batch, self.finisher.submit(self._finish_work, batch)))
         metrics.INFLIGHT.labels(self.stage).set(len(inflight))
 
-    def _commit_completed(self, inflight: deque[tuple[_Batch, Future[None]]]) -> None:
+    def _commit_completed(self, inflight: deque[tuple[Batch, Future[None]]]) -> None:
         while inflight and inflight[0][1].done():
             batch, fut = inflight.popleft()
             metrics.INFLIGHT.labels(self.stage).set(len(inflight))
             fut.result()  # a failed batch raises: nothing after it may be committed (its offsets are lower)
             self._commit(batch)
 
-    def _wait_or_pause(self, inflight: deque[tuple[_Batch, Future[None]]]) -> None:
+    def _wait_or_pause(self, inflight: deque[tuple[Batch, Future[None]]]) -> None:
         batch, fut = inflight[0]
         wait_futures([fut], timeout=0.25)
         if not fut.done() and not self.paused and time.perf_counter() - batch.started > PAUSE_AFTER_S:
@@ -236,7 +192,7 @@ class Processor:
         else:
             self.health.set_ready(True, "consuming")
 
-    def _drain(self, inflight: deque[tuple[_Batch, Future[None]]]) -> int:
+    def _drain(self, inflight: deque[tuple[Batch, Future[None]]]) -> int:
         self.health.stopping = True
         done = 0
         while inflight:
@@ -261,25 +217,25 @@ class Processor:
     def process_batch(self, msgs: Sequence[Message]) -> None:
         self.finish_batch(self.start_batch(msgs))
 
-    def start_batch(self, msgs: Sequence[Message]) -> _Batch:
+    def start_batch(self, msgs: Sequence[Message]) -> Batch:
         """Parse the records and start fetching + decoding their media on the pool (non-blocking)."""
-        batch = _Batch(list(msgs), time.perf_counter())
+        batch = Batch(list(msgs), time.perf_counter())
         for m in msgs:
             try:
                 ev = parse(m.value(), MediaUploaded)
             except SchemaError as exc:
                 batch.dead.append(self._dead_letter(m, exc, None))
                 continue
-            if ev.media_type in self.handler.media_types:
+            if ev.media_type in self.model.media_types:
                 batch.events.append((m, ev, self.pool.submit(self._fetch_prepare, ev)))
         return batch
 
-    def finish_batch(self, batch: _Batch) -> None:
+    def finish_batch(self, batch: Batch) -> None:
         """Infer, emit, and commit the batch's offsets once every output is acknowledged."""
         self._finish_work(batch)
         self._commit(batch)
 
-    def _finish_work(self, batch: _Batch) -> None:
+    def _finish_work(self, batch: Batch) -> None:
         """Infer and emit (on the finisher thread); raises when the outputs were not all acknowledged."""
         outputs: list[tuple[str, bytes]] = []  # (key, value) for the annotation topic
         dead = batch.dead
@@ -312,7 +268,7 @@ class Processor:
             for d in dead:
                 metrics.DEAD_LETTERS.labels(self.stage, d.error_type).inc()
 
-    def _commit(self, batch: _Batch) -> None:
+    def _commit(self, batch: Batch) -> None:
         """Commit the batch's offsets (main thread): only after _finish_work saw every output acked."""
         t3 = time.perf_counter()
         faults.crash_point("processor.after_emit")  # outputs acked, offsets not yet committed
@@ -334,7 +290,7 @@ class Processor:
     def _fetch_prepare(self, ev: MediaUploaded) -> list[Item] | Exception:
         try:
             data = self._fetch(ev)
-            return self.handler.prepare(ev, data)
+            return self.model.prepare(ev, data)
         except (ObjectMissing, MediaDecodeError) as exc:
             return exc
 
@@ -346,7 +302,7 @@ class Processor:
         """Split a batch into parallel Triton requests (one per model instance), each <= max_batch."""
         if not items:
             return []
-        n = max(self.settings.processor.infer_concurrency, -(-len(items) // self.handler.max_batch))
+        n = max(self.settings.processor.infer_concurrency, -(-len(items) // self.model.max_batch))
         size = -(-len(items) // n)
         return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -361,9 +317,9 @@ class Processor:
         names = chunk[0].row.keys()
         inputs = {n: np.stack([it.row[n] for it in chunk]) for n in names}
         t0 = time.perf_counter()
-        out = self.handler.infer(self.triton, inputs)
-        metrics.INFER_SECONDS.labels(self.handler.model).observe(time.perf_counter() - t0)
-        metrics.INFER_BATCH.labels(self.handler.model).observe(len(chunk))
+        out = self.model.infer(self.triton, inputs)
+        metrics.INFER_SECONDS.labels(self.model.name).observe(time.perf_counter() - t0)
+        metrics.INFER_BATCH.labels(self.model.name).observe(len(chunk))
         return out
 
     def _infer_individually(
@@ -380,16 +336,16 @@ class Processor:
         return ok, dead
 
     def _annotations(self, chunk: list[Item], outs: dict[str, np.ndarray]) -> list[tuple[str, bytes]]:
-        payloads = self.handler.to_payloads(outs, len(chunk))
-        version = self.handler.version
+        payloads = self.model.to_payloads(outs, len(chunk))
+        version = self.model.model_version
         result = []
         for it, payload in zip(chunk, payloads, strict=True):
-            aid = make_annotation_id(it.event.asset_id, self.handler.model, version, it.keyframe_ms)
+            aid = make_annotation_id(it.event.asset_id, self.model.name, version, it.keyframe_ms)
             ann = Annotation(
                 event_id=f"ann-{aid}",
                 annotation_id=aid,
                 asset_id=it.event.asset_id,
-                model=self.handler.model,
+                model=self.model.name,
                 model_version=version,
                 keyframe_ms=it.keyframe_ms,
                 payload=payload,
@@ -406,13 +362,13 @@ class Processor:
             if ann.keyframe_ms is not None:
                 per_video.setdefault(ann.asset_id, []).append((ann.keyframe_ms, ann.payload))
         result = []
-        version = self.handler.version
+        version = self.model.model_version
         for asset_id, frames in per_video.items():
-            payload = self.handler.summarize(frames)
+            payload = self.model.summarize(frames)
             if payload is None:
                 continue
-            aid = make_annotation_id(asset_id, self.handler.model, version, None)
-            ann = Annotation(event_id=f"ann-{aid}", annotation_id=aid, asset_id=asset_id, model=self.handler.model,
+            aid = make_annotation_id(asset_id, self.model.name, version, None)
+            ann = Annotation(event_id=f"ann-{aid}", annotation_id=aid, asset_id=asset_id, model=self.model.name,
                              model_version=version, keyframe_ms=None, payload=payload)
             result.append((asset_id, dump(ann)))
         return result
@@ -424,12 +380,12 @@ class Processor:
         raw = base64.b64encode(value[:4096]).decode() if ev is None and value else None
         log.warning("%s dead-letter %s: %s", self.stage, ident[:16], exc)
         return DeadLetter(
-            event_id=f"dlq-{self.handler.model}-{ident}",
+            event_id=f"dlq-{self.model.name}-{ident}",
             stage=self.stage,
             reason=str(exc) or type(exc).__name__,
             error_type=type(exc).__name__,
             asset_id=ev.asset_id if ev else None,
-            model=self.handler.model,
+            model=self.model.name,
             source_topic=m.topic() if m is not None else None,
             source_partition=m.partition() if m is not None else None,
             source_offset=m.offset() if m is not None else None,

@@ -7,38 +7,38 @@ as it lands), so this worker consumes ``media.uploaded`` and the annotation topi
 1. upserts each source's text into ``asset_texts`` (asset, source = "metadata" or a model; newest wins),
    so the full text survives restarts and never depends on the order the topics are read in;
 2. rebuilds the text of every touched asset (title, description, then each model's labels and text,
-   as ``sinks.search.fields`` gives them; videos use the models' summaries, not single keyframes);
+   as each payload kind's ``search_fields`` gives them; videos use the models' summaries, not single keyframes);
 3. embeds only assets whose text hash differs from the last one emitted (``asset_text_embedded``), in
    batches through Triton, and emits one ``text_embedding`` annotation each to ``annotations.text_embed``;
 4. records the emitted hashes and commits the offsets only after the broker acknowledged everything.
 
-So an asset annotated by N models is embedded at most N+1 times (once per change), usually fewer because
-changes within one batch coalesce, and the search index's newest-wins rule keeps the latest vector. The
-annotation id includes the text hash, so a replay re-emits the same ids (the sinks deduplicate) while
-each distinct text keeps its own row in the system of record.
+It runs on the shared processor runtime (``Processor``: health, metrics, lag, backpressure, in-order commits,
+SIGTERM drain); only what a batch is differs. So an asset annotated by N models is embedded at most N+1 times
+(once per change), usually fewer because changes within one batch coalesce, and the search index's newest-wins
+rule keeps the latest vector. The annotation id includes the text hash, so a replay re-emits the same ids (the
+sinks deduplicate) while each distinct text keeps its own row in the system of record.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
-import signal
-import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import Message
 
-from core import db, kafka
+from core import db, kafka, metrics
 from core.resilience import wait_for
 from core.settings import Settings
-from core.triton import TritonClient
-from processors.runtime import ModelHandler
-from retrieval.semantic import embed_texts
+from models.registry import enabled_models
+from models.text_embed import TextEmbed
+from processors.runtime import Batch, Processor
 from schemas.events import (
     Annotation,
+    AnnotationPayload,
     DeadLetter,
     MediaUploaded,
     SchemaError,
@@ -47,26 +47,9 @@ from schemas.events import (
     dump,
     parse,
 )
-from sinks.search.fields import search_fields
 
 log = logging.getLogger(__name__)
 
-STATE_SQL = """
-CREATE TABLE IF NOT EXISTS asset_texts (
-    asset_id    text NOT NULL,
-    source      text NOT NULL,              -- 'metadata' or a model name
-    text        text NOT NULL,
-    produced_at timestamptz NOT NULL,
-    PRIMARY KEY (asset_id, source)
-);
-CREATE TABLE IF NOT EXISTS asset_text_embedded (
-    asset_id      text NOT NULL,
-    model_version text NOT NULL,
-    text_sha256   text NOT NULL,
-    updated_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (asset_id, model_version)
-);
-"""
 METADATA = "metadata"
 
 
@@ -80,9 +63,9 @@ class AssetText:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-def source_text(payload: Any) -> str:
+def source_text(payload: AnnotationPayload) -> str:
     """What one model's annotation adds to the asset's text: its labels, then its free text."""
-    f = search_fields(payload)
+    f = payload.search_fields()
     parts = []
     if f.labels:
         parts.append(", ".join(f.labels))
@@ -98,78 +81,49 @@ def compose(texts: dict[str, str]) -> AssetText:
     return AssetText(". ".join(texts[s].strip() for s in used), used)
 
 
-class TextEmbedder:
-    def __init__(self, settings: Settings, handler: ModelHandler) -> None:
-        self.settings = settings
-        self.handler = handler
-        self.model = handler.model
-        self.stage = f"processor:{self.model}"
-        self.group = f"argus-processor-{self.model}"
-        self.uploaded = settings.topic(kafka.TOPIC_UPLOADED)
-        self.sources = [settings.topic(kafka.annotations_topic(m)) for m in settings.models if m != self.model]
-        self.out_topic = settings.topic(kafka.annotations_topic(self.model))
-        self.dlq_topic = settings.topic(kafka.TOPIC_DLQ)
-        self.triton = TritonClient(settings)
-        self.stop_event = threading.Event()
-        self.triton.abort = self.stop_event
-        self.stats = {"embedded": 0, "batches": 0}
+class TextEmbedder(Processor):
+    """The shared processor runtime, fed with upload metadata and annotations instead of media."""
 
-    def ensure_state(self) -> None:
-        with db.transaction(self.settings) as tx:
-            tx.execute("SELECT pg_advisory_xact_lock(7245510)")  # several starters at once
-            tx.execute(STATE_SQL)  # type: ignore[arg-type]  # static SQL
+    model: TextEmbed
 
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+    def __init__(self, settings: Settings, model: TextEmbed) -> None:
+        super().__init__(settings, model)
+        self.sources = [settings.topic(kafka.annotations_topic(m)) for m in enabled_models(settings)
+                        if m != model.name]
+        self.stats["embedded"] = 0
 
-    def stop(self, *_: Any) -> None:
-        self.stop_event.set()
+    def input_topics(self) -> list[str]:
+        return [self.in_topic, *self.sources]
 
-    def run(self) -> None:
-        kafka.ensure_topics(self.settings, [self.uploaded, *self.sources, self.out_topic, self.dlq_topic])
-        self.ensure_state()
-        self.consumer = kafka.consumer(self.settings, self.group)
-        self.producer = kafka.producer(self.settings)
-        self.consumer.subscribe([self.uploaded, *self.sources])
-        log.info("%s consuming %s (group %s)", self.stage, [self.uploaded, *self.sources], self.group)
-        try:
-            while not self.stop_event.is_set():
-                msgs = self.consumer.consume(num_messages=self.settings.processor.batch_size * 4, timeout=0.2)
-                msgs = [m for m in msgs if not kafka.is_noise(m)]
-                if msgs:
-                    # PostgreSQL/Triton down: wait and redo the batch (idempotent: newest-wins upserts,
-                    # re-emitted annotations carry the same ids) instead of exiting
-                    wait_for(functools.partial(self.process, msgs), f"{self.stage} batch", self.stop_event,
-                             self.settings.processor.retry_max_wait_s)
-                    try:
-                        self.consumer.commit(offsets=kafka.next_offsets(msgs), asynchronous=False)
-                    except KafkaException as exc:  # rebalanced meanwhile: redelivered, deduplicated downstream
-                        log.warning("%s: offset commit failed (%s)", self.stage, exc)
-        finally:
-            self.consumer.close()
-            self.producer.flush(10)
-            self.triton.close()
+    def start_batch(self, msgs: Sequence[Message]) -> Batch:
+        return Batch(list(msgs), time.perf_counter())
+
+    def _finish_work(self, batch: Batch) -> None:
+        # PostgreSQL/Triton down: wait and redo the batch (idempotent: newest-wins upserts, re-emitted annotations
+        # carry the same ids) instead of exiting; a stop while waiting leaves the batch uncommitted
+        batch.outputs = wait_for(lambda: self.process(batch.msgs), f"{self.stage} batch", self.stop_event,
+                                 self.settings.processor.retry_max_wait_s)
+        metrics.EVENTS_OUT.labels(self.stage, self.out_topic).inc(batch.outputs)
 
     # -- one batch ---------------------------------------------------------------------------
-    def process(self, msgs: list[Message]) -> int:
+    def process(self, msgs: Sequence[Message]) -> int:
         """Record, embed what changed, emit, and remember what was emitted. Returns embeddings emitted."""
         rows: list[tuple[str, str, str, datetime]] = []
         dead: list[DeadLetter] = []
         for m in msgs:
             try:
-                if m.topic() == self.uploaded:
+                if m.topic() == self.in_topic:
                     up = parse(m.value(), MediaUploaded)
                     meta = ". ".join(x.strip() for x in (up.title, up.description) if x and x.strip())
                     rows.append((up.asset_id, METADATA, meta, up.occurred_at))
                 else:
                     a = parse(m.value(), Annotation)
-                    if a.keyframe_ms is None and a.model != self.model:  # videos: the summary, not each keyframe
+                    if a.keyframe_ms is None and a.model != self.model.name:  # videos: the summary, not keyframes
                         rows.append((a.asset_id, a.model, source_text(a.payload), a.occurred_at))
             except SchemaError as exc:
-                dead.append(self._dead_letter(m, exc))
+                dead.append(self._dead_letter(m, exc, None))
         touched = sorted({r[0] for r in rows})
-        version = self.handler.version
+        version = self.model.model_version
         with db.transaction(self.settings) as tx:
             for r in rows:
                 tx.execute(
@@ -198,22 +152,21 @@ class TextEmbedder:
                            ON CONFLICT (asset_id, model_version) DO UPDATE SET text_sha256=EXCLUDED.text_sha256,
                            updated_at=now()""", (asset_id, version, doc.sha256))
         self.stats["embedded"] += len(outputs)
-        self.stats["batches"] += 1
         return len(outputs)
 
     def _embed(self, todo: dict[str, AssetText], version: str) -> list[tuple[str, bytes]]:
         ids = list(todo)
         out: list[tuple[str, bytes]] = []
-        step = self.handler.max_batch
+        step = self.model.max_batch
         for i in range(0, len(ids), step):
             chunk = ids[i : i + step]
-            vectors = embed_texts(self.settings, [todo[a].text for a in chunk], self.triton, self.model)
+            vectors = self.model.embed([todo[a].text for a in chunk], self.triton)
             for asset_id, vec in zip(chunk, vectors, strict=True):
                 doc = todo[asset_id]
                 emb = [round(float(x), 6) for x in vec]
-                aid = annotation_id(asset_id, self.model, f"{version}#{doc.sha256[:16]}", None)
+                aid = annotation_id(asset_id, self.model.name, f"{version}#{doc.sha256[:16]}", None)
                 ann = Annotation(
-                    event_id=f"ann-{aid}", annotation_id=aid, asset_id=asset_id, model=self.model,
+                    event_id=f"ann-{aid}", annotation_id=aid, asset_id=asset_id, model=self.model.name,
                     model_version=version, keyframe_ms=None,
                     payload=TextEmbedding(embedding=emb, embedding_dim=len(emb), text_sha256=doc.sha256,
                                           text_chars=len(doc.text), sources=doc.sources),
@@ -221,15 +174,3 @@ class TextEmbedder:
                 )
                 out.append((asset_id, dump(ann)))
         return out
-
-    def _dead_letter(self, m: Message, exc: Exception) -> DeadLetter:
-        where = f"{m.topic()}/{m.partition()}/{m.offset()}"
-        log.warning("%s dead-letter %s: %s", self.stage, where, exc)
-        return DeadLetter(event_id=f"dlq-{self.model}-{where}", stage=self.stage, reason=str(exc),
-                          error_type=type(exc).__name__, model=self.model, source_topic=m.topic(),
-                          source_partition=m.partition(), source_offset=m.offset())
-
-    def _emit(self, outputs: list[tuple[str, bytes]], dead: list[DeadLetter]) -> None:
-        kafka.produce_all(self.producer, [(self.out_topic, k, v) for k, v in outputs]
-                          + [(self.dlq_topic, d.asset_id or d.event_id, dump(d)) for d in dead],
-                          self.stop_event, self.stage)

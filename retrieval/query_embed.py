@@ -20,9 +20,10 @@ from PIL import Image
 from core.imaging import MediaDecodeError, load_image
 from core.settings import Settings
 from core.triton import TritonClient
+from models.registry import get_model
+from models.text_embed import TextEmbed
+from retrieval.search.interface import QueryError
 from schemas.events import MediaUploaded
-from sinks.search.fields import search_fields
-from sinks.search.interface import QueryError
 
 MIN_REGION_PX = 8
 
@@ -83,10 +84,8 @@ class QueryEmbedder:
 
     def image(self, model: str, data: bytes, region: Region | None = None) -> list[float]:
         """The ``model`` embedding of an uploaded image (or of a region of it)."""
-        from processors.registry import get_handler
-
         try:
-            handler = get_handler(model, self.settings)
+            handler = get_model(self.settings, model)
         except KeyError as exc:
             raise QueryError(str(exc).strip("'\"")) from None
         try:
@@ -107,19 +106,20 @@ class QueryEmbedder:
             raise QueryError(f"model {model} takes no input from an image")
         inputs = {name: np.stack([items[0].row[name]]) for name in items[0].row}
         payload = handler.to_payloads(handler.infer(self.triton, inputs), 1)[0]
-        emb = search_fields(payload).embedding
+        emb = payload.search_fields().embedding
         if emb is None:
             raise QueryError(f"model {model} produces no embedding")
         return [float(x) for x in emb]
 
     def text(self, text: str, model: str | None = None) -> list[float]:
         """Semantic text embedding (MiniLM) of a query sentence."""
-        from retrieval.semantic import embed_texts
-
         model = model or self.settings.search.text_embed_model
         if not (self.settings.triton_repo / model / "tokenizer.json").exists():
             raise EmbedUnavailable(f"text model {model} is not installed (run `argus models pull`)")
-        return [float(x) for x in embed_texts(self.settings, [text], client=self.triton, model=model)[0]]
+        embedder = get_model(self.settings, model)
+        if not isinstance(embedder, TextEmbed):
+            raise QueryError(f"model {model} is not a text embedding model")
+        return [float(x) for x in embedder.embed([text], self.triton)[0]]
 
     def close(self) -> None:
         self.triton.close()

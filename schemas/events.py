@@ -8,6 +8,7 @@ names the same event: the sinks turn at-least-once delivery into an exactly-once
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeVar
 
@@ -26,6 +27,30 @@ def annotation_id(asset_id: str, model: str, model_version: str, keyframe_ms: in
     """Same asset + model + version + keyframe -> same id, whichever process computes it."""
     key = f"{asset_id}|{model}|{model_version}|{'' if keyframe_ms is None else keyframe_ms}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@dataclass
+class SearchFields:
+    """What one annotation payload contributes to the asset's search document (every backend indexes this)."""
+
+    labels: list[str] = field(default_factory=list)  # keyword facets + full text
+    text: str = ""  # extra full text (OCR lines, captions)
+    numeric: dict[str, float] = field(default_factory=dict)  # e.g. face_count, nsfw_score
+    embedding: list[float] | None = None  # kNN vector for this model (one per asset and model version)
+
+
+class _Payload(BaseModel):
+    """An annotation payload kind. Each kind says itself what it means for search and for a video's summary,
+    so sinks, processors and the read side never branch on the kind."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def search_fields(self) -> SearchFields:
+        return SearchFields()
+
+    def label_scores(self) -> dict[str, float]:
+        """Score of each of its search labels (a video summary keeps the best per label)."""
+        return dict.fromkeys(self.search_fields().labels, 1.0)
 
 
 class _Event(BaseModel):
@@ -64,14 +89,19 @@ class Label(BaseModel):
     class_id: int | None = None
 
 
-class ImageClassification(BaseModel):
+class ImageClassification(_Payload):
     """ImageNet-style labels plus the image embedding of the same forward pass."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["classification_embedding"] = "classification_embedding"
     labels: list[Label]
     embedding: list[float] = Field(description="L2-normalised image embedding")
     embedding_dim: int
+
+    def search_fields(self) -> SearchFields:
+        return SearchFields(labels=[lb.name.lower() for lb in self.labels], embedding=self.embedding)
+
+    def label_scores(self) -> dict[str, float]:
+        return {lb.name.lower(): lb.score for lb in self.labels}
 
 
 class Box(BaseModel):
@@ -91,13 +121,19 @@ class Face(BaseModel):
     score: float = Field(ge=0.0, le=1.0)
 
 
-class FaceDetection(BaseModel):
+class FaceDetection(_Payload):
     """Faces found in an image or keyframe (detection only: no identity, no recognition)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["face_detection"] = "face_detection"
     face_count: int = Field(ge=0)
     faces: list[Face]
+
+    def search_fields(self) -> SearchFields:
+        # "face" makes "photos with people" a label facet; the count is a numeric facet/filter
+        return SearchFields(labels=["face"] if self.face_count else [], numeric={"face_count": float(self.face_count)})
+
+    def label_scores(self) -> dict[str, float]:
+        return {"face": max((f.score for f in self.faces), default=0.0)}
 
 
 class TextLine(BaseModel):
@@ -107,25 +143,29 @@ class TextLine(BaseModel):
     box: Box
 
 
-class OcrText(BaseModel):
+class OcrText(_Payload):
     """Text read in an image or keyframe, line by line in reading order."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["ocr_text"] = "ocr_text"
     text: str = Field(description="All lines joined with newlines (full-text search)")
     lines: list[TextLine]
 
+    def search_fields(self) -> SearchFields:
+        return SearchFields(text=self.text, numeric={"text_lines": float(len(self.lines))})
 
-class TextEmbedding(BaseModel):
+
+class TextEmbedding(_Payload):
     """Sentence embedding of an asset's annotation text (labels, objects, OCR, title, description)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["text_embedding"] = "text_embedding"
     embedding: list[float] = Field(description="L2-normalised sentence embedding")
     embedding_dim: int
     text_sha256: str = Field(description="sha256 of the embedded text (re-embedded only when it changes)")
     text_chars: int = Field(ge=0)
     sources: list[str] = Field(description="models (and 'metadata') whose text went into it")
+
+    def search_fields(self) -> SearchFields:
+        return SearchFields(embedding=self.embedding)
 
 
 class DetectedObject(BaseModel):
@@ -138,30 +178,45 @@ class DetectedObject(BaseModel):
     box: Box
 
 
-class ObjectDetection(BaseModel):
+class ObjectDetection(_Payload):
     """Objects found in an image or keyframe (COCO-80 classes), highest score first."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["object_detection"] = "object_detection"
     object_count: int = Field(ge=0)
     objects: list[DetectedObject]
 
+    def search_fields(self) -> SearchFields:
+        # COCO class names are labels ("person", "cup"): facets and full text; the count is numeric
+        return SearchFields(labels=sorted({o.label.lower() for o in self.objects}),
+                            numeric={"object_count": float(self.object_count)})
 
-class NsfwDetection(BaseModel):
+    def label_scores(self) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        for o in self.objects:
+            scores[o.label.lower()] = max(scores.get(o.label.lower(), 0.0), o.score)
+        return scores
+
+
+class NsfwDetection(_Payload):
     """Moderation: exposed/covered body-part regions and whether the image counts as NSFW."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["nsfw"] = "nsfw"
     nsfw: bool = Field(description="nsfw_score >= threshold")
     nsfw_score: float = Field(ge=0.0, le=1.0, description="Highest score of an explicit (exposed) region class")
     threshold: float = Field(ge=0.0, le=1.0)
     regions: list[DetectedObject]
 
+    def search_fields(self) -> SearchFields:
+        # the score is the numeric flag the search filter thresholds; "nsfw" is also a label when set
+        return SearchFields(labels=["nsfw"] if self.nsfw else [], numeric={"nsfw": self.nsfw_score})
 
-class ClipEmbedding(BaseModel):
+    def label_scores(self) -> dict[str, float]:
+        return {"nsfw": self.nsfw_score}
+
+
+class ClipEmbedding(_Payload):
     """CLIP image embedding (cross-modal search) plus the zero-shot heads computed from it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["clip_embedding"] = "clip_embedding"
     embedding: list[float] = Field(description="L2-normalised CLIP image embedding")
     embedding_dim: int
@@ -169,14 +224,22 @@ class ClipEmbedding(BaseModel):
         default_factory=dict, description="Head name (disturbing, meme, action) -> its labels, best first")
     flags: list[str] = Field(default_factory=list, description="Heads over their threshold, e.g. disturbing")
 
+    def search_fields(self) -> SearchFields:
+        # a binary head (disturbing, meme) has a label named like the head: its probability is a numeric
+        # flag/filter; what the heads flagged (disturbing, meme, a confident action) are labels
+        numeric = {head: lb.score for head, labels in self.zero_shot.items() for lb in labels if lb.name == head}
+        return SearchFields(labels=sorted(set(self.flags)), numeric=numeric, embedding=self.embedding)
 
-class Caption(BaseModel):
+
+class Caption(_Payload):
     """A generated description of an image or keyframe (optional captioning model)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["caption"] = "caption"
     text: str
     score: float | None = Field(None, ge=0.0, le=1.0)
+
+    def search_fields(self) -> SearchFields:
+        return SearchFields(text=self.text)
 
 
 class TimeRange(BaseModel):
@@ -195,10 +258,9 @@ class TimedTag(BaseModel):
     ranges: list[TimeRange]
 
 
-class VideoSummary(BaseModel):
+class VideoSummary(_Payload):
     """One model's video-level view, merged from its per-keyframe annotations (``keyframe_ms`` None)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["video_summary"] = "video_summary"
     keyframes_ms: list[int]
     tags: list[TimedTag] = Field(description="Labels / objects / 'face' with the time ranges they appear in")
@@ -206,6 +268,15 @@ class VideoSummary(BaseModel):
     numeric: dict[str, float] = Field(default_factory=dict, description="Max over keyframes (e.g. face_count)")
     flags: list[str] = Field(default_factory=list, description="Set if any keyframe raised it (e.g. nsfw)")
     embedding: list[float] | None = Field(None, description="Normalised mean of the keyframe embeddings")
+
+    def search_fields(self) -> SearchFields:
+        # a video is found by anything seen in any keyframe; flags (e.g. nsfw) are labels too
+        return SearchFields(
+            labels=sorted({t.name.lower() for t in self.tags} | set(self.flags)),
+            text="\n".join(t.name for t in self.text_segments),
+            numeric=dict(self.numeric),
+            embedding=self.embedding,
+        )
 
 
 class FrameHash(BaseModel):
@@ -217,10 +288,9 @@ class FrameHash(BaseModel):
     quality: int = Field(ge=0, le=100, description="PDQ quality; low (black/uniform) frames are never evidence")
 
 
-class PerceptualHash(BaseModel):
+class PerceptualHash(_Payload):
     """PDQ near-duplicate hash of an image, or of a video's frames sampled at a fixed rate."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["perceptual_hash"] = "perceptual_hash"
     algorithm: Literal["pdq"] = "pdq"
     media_type: MediaType

@@ -42,6 +42,11 @@ class SinkWriter(ABC):
     @abstractmethod
     def topics(self) -> list[str]: ...
 
+    def start(self) -> None:
+        """Idempotent setup outside PostgreSQL's migrations, run once before consuming (retried until
+        it succeeds), e.g. the search engine's index templates. Tables are SQL migrations, not this."""
+        return None  # nothing by default
+
     @abstractmethod
     def write(self, conn: db.Conn, msgs: list[Message]) -> int:
         """Apply a batch inside the open transaction; return how many records had an effect.
@@ -90,6 +95,7 @@ class SinkRunner:
         try:  # the broker may be down when this worker is (re)started: wait, don't crash
             wait_for(lambda: kafka.ensure_topics(self.settings, topics), f"{self.service}: the broker",
                      self.stop_event)
+            wait_for(self.writer.start, f"{self.service}: its setup", self.stop_event)
         except Stopped:
             return
         self.consumer = kafka.consumer(self.settings, self.group)

@@ -9,7 +9,7 @@ from core.db import Conn
 from core.settings import Settings
 from schemas.events import Annotation, MediaUploaded, parse
 from sinks.runtime import SinkWriter
-from sinks.search import get_search_index
+from sinks.search import get_search_writer
 from sinks.validation import check_annotation_topic, check_known_assets
 
 
@@ -19,7 +19,11 @@ class SearchSink(SinkWriter):
     def __init__(self, settings: Settings, models: list[str]) -> None:
         super().__init__(settings)
         self.models = models
-        self.index = get_search_index(settings)
+        self.index = get_search_writer(settings)
+
+    def start(self) -> None:
+        # the engine's own schema (OpenSearch: index template + first index); PostgreSQL tables are migrations
+        self.index.ensure_schema()
 
     def topics(self) -> list[str]:
         return [self.settings.topic(kafka.TOPIC_UPLOADED)] + [

@@ -1,8 +1,10 @@
-"""The production stack (compose/) checked without a container engine: the file validates against the
-Compose Specification JSON Schema (vendored in compose/schema/), every Argus service is configured with
-settings that exist in core/settings.py, every model has a scalable processor, Triton uses the
-production configs on the GPU, Prometheus scrapes every worker; `docker-compose config -q` runs too where
-the Debian docker-compose package is installed."""
+"""The production stack (compose/) checked without a container engine: docker-compose.yml and the generated
+processors.generated.yml (`argus deploy render`) validate against the Compose Specification JSON Schema
+(vendored in compose/schema/), every Argus service is configured with settings that exist in
+core/settings.py, every registered model with a processor has a scalable processor service, Triton uses the
+production configs on the GPU, every host path compose mounts exists, and the Prometheus config compose
+really mounts scrapes every worker; `docker-compose config -q` runs too where the Debian docker-compose
+package is installed."""
 
 from __future__ import annotations
 
@@ -18,33 +20,65 @@ import yaml
 from jsonschema import Draft7Validator
 from pydantic import BaseModel
 
+from argus.deploy import processor_models
 from core.settings import Settings
+from models.registry import default_models
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose" / "docker-compose.yml"
+GENERATED = ROOT / "compose" / "processors.generated.yml"  # `argus deploy render`; used with -f beside COMPOSE
+FILES = (COMPOSE, GENERATED)
 INFRA = {"kafka", "minio", "postgres", "opensearch", "triton", "prometheus", "grafana"}
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())  # type: ignore[no-any-return]  # YAML merge keys resolved
 
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())  # type: ignore[no-any-return]  # YAML merge keys resolved
+    """The project `docker compose -f docker-compose.yml -f processors.generated.yml` runs: the files' services
+    together (the generated file only adds services, it overrides none)."""
+    main, generated = _load(COMPOSE), _load(GENERATED)
+    assert not set(main["services"]) & set(generated["services"]), "the generated file must not override"
+    return {**main, "services": {**main["services"], **generated["services"]}}
 
 
 def argus_services(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {n: s for n, s in spec["services"].items() if n not in INFRA}
 
 
-def test_validates_against_the_compose_spec_schema(spec: dict[str, Any]) -> None:
+def mounted(spec: dict[str, Any], service: str, container_path: str) -> Path:
+    """The host file behind ``container_path`` in ``service``, through its bind mounts (longest match)."""
+    binds = [v.split(":")[:2] for v in spec["services"][service].get("volumes", []) if v.startswith((".", "/"))]
+    for host, target in sorted(binds, key=lambda b: -len(b[1])):
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            return (COMPOSE.parent / host / Path(container_path).relative_to(target)).resolve()
+    raise AssertionError(f"{service} does not mount {container_path}")
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_validates_against_the_compose_spec_schema(spec: dict[str, Any], path: Path) -> None:
     schema = json.loads((ROOT / "compose" / "schema" / "compose-spec.json").read_text())
-    errors = sorted(Draft7Validator(schema).iter_errors(spec), key=lambda e: list(e.path))
-    assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:10])
+    for doc in (_load(path), spec):
+        errors = sorted(Draft7Validator(schema).iter_errors(doc), key=lambda e: list(e.path))
+        assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:10])
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian docker-compose not installed")
 def test_docker_compose_config_accepts_it() -> None:
-    r = subprocess.run(["docker-compose", "-f", str(COMPOSE), "--env-file", str(ROOT / "compose" / ".env.example"),
-                        "config", "-q"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(["docker-compose", "-f", str(COMPOSE), "-f", str(GENERATED),
+                        "--env-file", str(ROOT / "compose" / ".env.example"), "config", "-q"],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_every_mounted_host_path_exists(spec: dict[str, Any]) -> None:
+    for name, svc in spec["services"].items():
+        for volume in svc.get("volumes", []):
+            host = volume.split(":")[0]
+            if host.startswith((".", "/")):  # a bind mount (named volumes are created by compose)
+                assert (COMPOSE.parent / host).exists(), f"{name} mounts {host}, which does not exist"
 
 
 def _resolves(model: type[BaseModel], path: list[str]) -> bool:
@@ -64,15 +98,15 @@ def test_every_argus_variable_is_a_real_setting(spec: dict[str, Any]) -> None:
             if key.startswith("ARGUS_"):
                 path = key[len("ARGUS_"):].lower().split("__")
                 assert _resolves(Settings, path), f"{name}: {key} is not a field of core.settings.Settings"
-        # the literal (non-interpolated) values parse as Settings would read them
-        models = json.loads(env["ARGUS_MODELS"])
-        assert set(models) == set(Settings().models), "compose runs exactly the default model set"
+        # ARGUS_MODELS is unset on purpose: the registry's default model set applies
+        assert "ARGUS_MODELS" not in env, f"{name}: the default model set comes from the registry"
 
 
 def test_each_model_has_a_scalable_processor_and_the_workers_are_all_there(spec: dict[str, Any]) -> None:
     services = spec["services"]
     assert set(services) >= INFRA
-    models = json.loads(services["api"]["environment"]["ARGUS_MODELS"])
+    models = list(processor_models(Settings()))
+    assert set(default_models(Settings())) <= set(models)
     expected = {f"processor-{m}" for m in models} | {"api", "relay", "sink-postgres", "sink-search", "sink-ndd",
                                                      "migrate", "models-init"}
     assert set(argus_services(spec)) == expected
@@ -115,13 +149,22 @@ def test_images_are_pinned_and_search_backends_configured(spec: dict[str, Any]) 
     assert env["ARGUS_API_KEYS"] == "[]", "no dev key in production"
 
 
-def test_prometheus_scrapes_every_worker(spec: dict[str, Any]) -> None:
-    prom = yaml.safe_load((ROOT / "compose" / "prometheus.yml").read_text())
-    names = {n for job in prom["scrape_configs"] for sd in job.get("dns_sd_configs", []) for n in sd["names"]}
+def test_the_prometheus_config_compose_mounts_scrapes_every_worker(spec: dict[str, Any]) -> None:
+    config = next(a.split("=", 1)[1] for a in spec["services"]["prometheus"]["command"] if a.startswith("--config"))
+    prom = yaml.safe_load(mounted(spec, "prometheus", config).read_text())
+    jobs = list(prom["scrape_configs"])
+    for extra in prom.get("scrape_config_files", []):  # the generated processors' job
+        jobs += yaml.safe_load(mounted(spec, "prometheus", extra).read_text())["scrape_configs"]
+    for rules in prom.get("rule_files", []):
+        assert mounted(spec, "prometheus", rules).exists(), rules
+    targets = {(n, sd["port"]) for job in jobs for sd in job.get("dns_sd_configs", []) for n in sd["names"]}
     workers = set(argus_services(spec)) - {"migrate", "models-init"}
-    assert names == workers
-    for name in workers:
-        assert spec["services"][name]["environment"]["ARGUS_OBSERVABILITY__PORT"] == "9400"
+    assert {n for n, _ in targets} == workers
+    assert {f"processor-{m}" for m in processor_models(Settings())} <= {n for n, _ in targets}
+    for name, port in targets:
+        if name != "api":  # the API serves /metrics on its HTTP port
+            assert spec["services"][name]["environment"]["ARGUS_OBSERVABILITY__PORT"] == str(port), name
+    assert ("api", 8080) in targets
 
 
 def test_dockerfile_copies_what_exists() -> None:

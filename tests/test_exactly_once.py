@@ -18,7 +18,7 @@ from argus.workers import Supervisor, default_workers
 from core import db, kafka
 from core.settings import Settings
 from producers.ingest import Ingestor, Metadata
-from sinks.search import get_search_index
+from retrieval.search import get_search_index
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "efficientnet_lite0"

@@ -30,8 +30,7 @@ from PIL import Image
 from skimage import data
 
 from core.settings import Settings
-from models import clip_zoo as clip
-from models import registry
+from models import clip, registry, store
 from models.clip import Clip, Head, class_vectors, head_flags, head_labels, load_heads, zero_shot_probs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,13 +68,13 @@ def test_unavailable_without_weights_never_served() -> None:
     s.models = ["efficientnet_lite0", "clip"]
     why = clip.unavailable(s)
     assert why is not None and "ARGUS_CLIP__WEIGHTS" in why
-    rows = {r.name: r for r in registry.list_models(s)}
+    rows = {r.name: r for r in store.list_models(s)}
     for name in ("clip", "clip_text"):
         assert not rows[name].available and rows[name].reason == why
         assert rows[name].source == "file:ARGUS_CLIP__WEIGHTS"
-        with pytest.raises(registry.ModelUnavailable, match="ARGUS_CLIP__WEIGHTS"):
-            registry.pull(s, name)
-    assert "clip" not in s.triton_models and "clip_text" not in s.triton_models
+        with pytest.raises(store.ModelUnavailable, match="ARGUS_CLIP__WEIGHTS"):
+            store.pull(s, name)
+    assert "clip" not in registry.triton_models(s) and "clip_text" not in registry.triton_models(s)
     names = [w.name for w in default_workers(s)]
     assert "processor-efficientnet_lite0" in names and not any("clip" in n for n in names)
 
@@ -91,7 +90,7 @@ def test_available_with_weights_starts_processor_and_companion(random_ckpt: Path
     s.triton.models = None
     s.models = ["clip"]
     assert clip.unavailable(s) is None
-    assert s.triton_models == ["clip", "clip_text"]  # the text tower comes along (zero-shot prompts, queries)
+    assert registry.triton_models(s) == ["clip", "clip_text"]  # the text tower comes along (zero-shot prompts, queries)
     assert "processor-clip" in [w.name for w in default_workers(s)]
     assert not any("clip_text" in w.name for w in default_workers(s))  # no processor of its own
 
@@ -99,7 +98,7 @@ def test_available_with_weights_starts_processor_and_companion(random_ckpt: Path
 def test_pretrained_tag_must_exist() -> None:
     s = Settings()
     s.clip.weights, s.clip.pretrained = None, "no-such-tag"
-    with pytest.raises(registry.ModelUnavailable, match="no pretrained tag 'no-such-tag'.*laion2b_s34b_b79k"):
+    with pytest.raises(store.ModelUnavailable, match="no pretrained tag 'no-such-tag'.*laion2b_s34b_b79k"):
         clip.weights(s)
 
 
@@ -236,8 +235,6 @@ def test_flags_follow_thresholds() -> None:
 
 def test_payload_and_search_fields() -> None:
     """to_payloads on constructed outputs: 512-d, three heads, the numeric fields the search index keeps."""
-    from sinks.search.fields import search_fields
-
     s = Settings()
     handler = Clip(s)
     rng = np.random.default_rng(0)
@@ -249,7 +246,7 @@ def test_payload_and_search_fields() -> None:
     p = payloads[0]
     assert p.kind == "clip_embedding" and p.embedding_dim == 512 and set(p.zero_shot) == set(HEADS)
     assert len(p.zero_shot["action"]) == s.clip.action_top_k
-    fields = search_fields(p)
+    fields = p.search_fields()
     assert set(fields.numeric) == {"disturbing", "meme"} and fields.embedding is not None
 
 
@@ -259,7 +256,7 @@ def test_payload_and_search_fields() -> None:
 @pytest.fixture(scope="module")
 def clip_stack(stack_settings: Settings, random_ckpt: Path) -> Settings:
     """The session stack's settings (a copy) with the random checkpoint, clip + clip_text pulled and loaded."""
-    from tests.conftest import load_models
+    from tests.support.stack import load_models
 
     s = with_weights(stack_settings, random_ckpt)
     load_models(s, ["clip", "clip_text"])
@@ -268,22 +265,22 @@ def clip_stack(stack_settings: Settings, random_ckpt: Path) -> Settings:
 
 @pytest.mark.integration
 def test_verify_through_triton_is_honest_about_random_weights(clip_stack: Settings, random_ckpt: Path) -> None:
-    report = registry.verify(clip_stack, names=["clip", "clip_text"])
+    report = store.verify(clip_stack, names=["clip", "clip_text"])
     assert report.ok, str(report)
     text = str(report)
     assert "embedding [2, 512]" in text and "embedding [3, 512]" in text
     assert "weights look RANDOM, retrieval quality NOT checked" in text
     assert "ranks the cat photo first" not in text  # never claimed without being measured
-    sha = registry.sha256_file(random_ckpt)[:8]
+    sha = store.sha256_file(random_ckpt)[:8]
     for name in ("clip", "clip_text"):
-        assert registry.get_spec(name).version_for(clip_stack) == f"openclip-vit-b-32-{sha}"
-    assert registry.pull(clip_stack, "clip").action == "up-to-date"  # second pull: no-op
+        assert registry.get_model(clip_stack, name).model_version == f"openclip-vit-b-32-{sha}"
+    assert store.pull(clip_stack, "clip").action == "up-to-date"  # second pull: no-op
 
 
 @pytest.fixture(scope="module")
 def clip_run(clip_stack: Settings, sample_files: list[Path]) -> Iterator[tuple[Settings, dict[str, str]]]:
-    from tests.modelrun import model_run
-    from tests.videofactory import make_video
+    from tests.support.modelrun import model_run
+    from tests.support.videofactory import make_video
 
     files = {p.stem: p.read_bytes() for p in sample_files}
     shots = [(np.asarray(data.chelsea()), 2.0), (np.asarray(data.astronaut()), 2.0), (np.asarray(data.coffee()), 2.0)]
@@ -294,7 +291,7 @@ def clip_run(clip_stack: Settings, sample_files: list[Path]) -> Iterator[tuple[S
 
 
 def _annotations(s: Settings, asset_id: str) -> list[dict[str, Any]]:
-    from tests.modelrun import annotations
+    from tests.support.modelrun import annotations
 
     return annotations(s, asset_id, "clip")
 
@@ -313,7 +310,7 @@ def _check_payload(payload: dict[str, Any]) -> None:
 @pytest.mark.integration
 def test_processor_writes_clip_annotations(clip_run: tuple[Settings, dict[str, str]]) -> None:
     s, ids = clip_run
-    version = registry.get_spec("clip").version_for(s)
+    version = registry.get_model(s, "clip").model_version
     for key in ("chelsea", "astronaut"):
         (row,) = _annotations(s, ids[key])
         assert row["keyframe_ms"] is None and row["model_version"] == version

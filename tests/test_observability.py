@@ -7,6 +7,7 @@ import json
 import re
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -100,13 +101,59 @@ def _used(text: str) -> set[str]:
     return out
 
 
+COMPOSE = REPO / "compose" / "docker-compose.yml"
+
+
+def _mounted(service: dict[str, Any], container_path: str) -> Path:
+    """The host path behind ``container_path`` through the service's bind mounts (longest match)."""
+    binds = [v.split(":")[:2] for v in service.get("volumes", []) if v.startswith((".", "/"))]
+    for host, target in sorted(binds, key=lambda b: -len(b[1])):
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            return (COMPOSE.parent / host / Path(container_path).relative_to(target)).resolve()
+    raise AssertionError(f"not mounted: {container_path}")
+
+
+def _provisioned_dashboards() -> list[Path]:
+    """The dashboard files the grafana service of compose really provisions."""
+    grafana = yaml.safe_load(COMPOSE.read_text())["services"]["grafana"]
+    providers = _mounted(grafana, "/etc/grafana/provisioning/dashboards")
+    paths = []
+    for provisioning in sorted(providers.glob("*.y*ml")):
+        for provider in yaml.safe_load(provisioning.read_text())["providers"]:
+            paths += sorted(_mounted(grafana, provider["options"]["path"]).glob("*.json"))
+    return paths
+
+
+def _mounted_prometheus() -> tuple[dict[str, Any], dict[str, Any]]:
+    prometheus = yaml.safe_load(COMPOSE.read_text())["services"]["prometheus"]
+    config = next(a.split("=", 1)[1] for a in prometheus["command"] if a.startswith("--config.file="))
+    return prometheus, yaml.safe_load(_mounted(prometheus, config).read_text())
+
+
 def test_dashboard_and_alerts_use_only_defined_metrics() -> None:
     defined = {re.sub(r"_total$", "", n) for n in _defined_metrics()}
-    dash = json.loads((REPO / "compose/grafana/argus-dashboard.json").read_text())
-    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
-    alerts = yaml.safe_load((REPO / "compose/prometheus/argus-alerts.yml").read_text())
-    exprs += " " + " ".join(r["expr"] for g in alerts["groups"] for r in g["rules"])
+    dashboards = _provisioned_dashboards()
+    assert dashboards, "compose provisions no Grafana dashboard"
+    exprs = ""
+    for path in dashboards:
+        dash = json.loads(path.read_text())
+        assert dash["panels"], f"{path}: no panels"
+        exprs += " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
+    prometheus, prom = _mounted_prometheus()
+    assert prom["rule_files"], "the Prometheus config compose mounts loads no alert rules"
+    for rules in prom["rule_files"]:
+        alerts = yaml.safe_load(_mounted(prometheus, rules).read_text())
+        exprs += " " + " ".join(r["expr"] for g in alerts["groups"] for r in g["rules"])
     unknown = _used(exprs) - defined
     assert not unknown, f"dashboard/alerts use undefined metrics: {unknown}"
-    prom = yaml.safe_load((REPO / "compose/prometheus/prometheus.yml").read_text())
-    assert {j["job_name"] for j in prom["scrape_configs"]} >= {"argus-relay", "argus-processor", "argus-sink"}
+    jobs = {j["job_name"] for j in prom["scrape_configs"]}
+    for extra in prom.get("scrape_config_files", []):
+        jobs |= {j["job_name"] for j in yaml.safe_load(_mounted(prometheus, extra).read_text())["scrape_configs"]}
+    assert jobs >= {"argus-relay", "argus-processor", "argus-sink", "argus-api"}
+
+
+def test_grafana_datasource_is_provisioned() -> None:
+    grafana = yaml.safe_load(COMPOSE.read_text())["services"]["grafana"]
+    files = sorted(_mounted(grafana, "/etc/grafana/provisioning/datasources").glob("*.y*ml"))
+    sources = [d for f in files for d in yaml.safe_load(f.read_text())["datasources"]]
+    assert any(d["type"] == "prometheus" and d["url"] == "http://prometheus:9090" for d in sources)

@@ -20,15 +20,14 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
-from sinks.search.interface import NumericRange, SearchQuery
-from sinks.search.opensearch_backend import (
+from retrieval.search.interface import NumericRange, SearchQuery
+from retrieval.search.opensearch_backend import (
     OpenSearchSearchIndex,
-    assets_template,
     cosine_from_score,
     knn_query_body,
-    vector_index_body,
     websearch_to_simple,
 )
+from sinks.search.opensearch_backend import assets_template, vector_index_body
 
 KNN_CLAUSE_KEYS = {"vector", "k", "filter", "method_parameters", "min_score", "max_distance", "expand_nested_docs",
                    "rescore"}

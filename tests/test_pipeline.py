@@ -17,8 +17,8 @@ from core import db
 from core.settings import Settings
 from producers.bulk_import import bulk_import
 from producers.ingest import Ingestor, Metadata
-from sinks.search import get_search_index
-from sinks.search.interface import SearchQuery
+from retrieval.search import get_search_index
+from retrieval.search.interface import SearchQuery
 
 pytestmark = pytest.mark.integration
 MODEL = "efficientnet_lite0"
@@ -27,7 +27,7 @@ MODEL = "efficientnet_lite0"
 @pytest.fixture(scope="module")
 def running(stack_settings: Settings, sample_files: list[Path]) -> Iterator[tuple[Settings, dict[str, str]]]:
     """Workers running on an isolated database; the sample photos ingested and processed."""
-    from tests.conftest import isolated_settings
+    from tests.support.stack import isolated_settings
 
     s = isolated_settings(stack_settings, "t_pipeline")
     sup = Supervisor(s, default_workers(s))

@@ -36,7 +36,7 @@ KEY = {"X-API-Key": "dev-key"}
 @pytest.fixture(scope="module")
 def running(stack_settings: Settings,
             sample_files: list[Path]) -> Iterator[tuple[Settings, dict[str, str], Supervisor]]:
-    from tests.conftest import isolated_settings
+    from tests.support.stack import isolated_settings
 
     base = stack_settings.model_copy(deep=True)
     base.models = [MODEL, "text_embed"]  # keep the 2 shared cores for what these tests need

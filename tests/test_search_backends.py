@@ -24,6 +24,9 @@ import pytest
 
 from core import db
 from core.settings import Settings
+from retrieval.search import get_search_index
+from retrieval.search import projects as catalog
+from retrieval.search.interface import NumericRange, SearchIndex, SearchQuery
 from schemas.events import (
     Annotation,
     FaceDetection,
@@ -36,8 +39,6 @@ from schemas.events import (
     VideoSummary,
     annotation_id,
 )
-from sinks.search import catalog, get_search_index
-from sinks.search.interface import NumericRange, SearchIndex, SearchQuery
 
 pytestmark = pytest.mark.integration
 
@@ -152,7 +153,7 @@ def osmem_url() -> Iterator[str]:
 
 
 def backend_settings(base: Settings, backend: str, name: str, osmem_url: str | None) -> Settings:
-    from tests.conftest import isolated_settings
+    from tests.support.stack import isolated_settings
 
     s = base.model_copy(deep=True)
     s.search_backend = backend
@@ -348,7 +349,7 @@ def test_knn_filtered_knn_and_hybrid(loaded: tuple[Settings, SearchIndex]) -> No
 
 def test_bad_queries_are_refused(loaded: tuple[Settings, SearchIndex]) -> None:
     _, index = loaded
-    from sinks.search.interface import QueryError
+    from retrieval.search.interface import QueryError
 
     for bad in (SearchQuery(numeric=(NumericRange("face count; drop", gte=1),)),
                 SearchQuery(numeric=(NumericRange("face_count", gte=3, lte=1),)),
@@ -364,7 +365,7 @@ def test_opensearch_alias_rebuild_keeps_every_document(loaded: tuple[Settings, S
         # justified skip: aliases are OpenSearch's mechanism; PostgreSQL switches versions by its active-version row,
         # which the reindex test covers
         pytest.skip("index rebuild behind an alias is OpenSearch's reindexing path")  # justified
-    from sinks.search.opensearch_backend import OpenSearchSearchIndex
+    from retrieval.search.opensearch_backend import OpenSearchSearchIndex
 
     assert isinstance(index, OpenSearchSearchIndex)
     before = index.search(SearchQuery(limit=200, sort="newest"))

@@ -113,7 +113,7 @@ class EmbeddedStack:
 @contextmanager
 def running_stack(settings: Settings, console: Console | None = None) -> Iterator[EmbeddedStack]:
     """Model artifacts pulled, every server up for the block, everything stopped after it (tests, benchmarks)."""
-    from models.registry import pull_all
+    from models.store import pull_all  # lazy: the store imports every model class (slower `argus status`)
 
     pull_all(settings)
     stack = EmbeddedStack(settings, console=console)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from argus.stack.base import Service
 from core.packages import package_dir
+from models.registry import triton_models
+from models.triton_backend import install_backend
 
 
 def find_pytriton_root() -> Path:
@@ -43,6 +45,11 @@ class TritonService(Service):
 
     def binary(self) -> Path:
         return self.server_dir / "bin" / "tritonserver"
+
+    @property
+    def models(self) -> list[str]:
+        """The models this server loads (``--load-model``)."""
+        return triton_models(self.settings)
 
     @property
     def http_port(self) -> int:
@@ -75,7 +82,7 @@ class TritonService(Service):
             "--model-control-mode=explicit",
             f"--model-config-name={self.settings.triton.model_config_name}",
         ]
-        args += [f"--load-model={model}" for model in self.settings.triton_models]
+        args += [f"--load-model={model}" for model in self.models]
         return args
 
     def env(self) -> dict[str, str]:
@@ -87,10 +94,13 @@ class TritonService(Service):
         return env
 
     def prepare(self) -> None:
-        repo = self.settings.triton_repo
-        missing = [m for m in self.settings.triton_models if not (repo / m).is_dir()]
+        repo, models = self.settings.triton_repo, self.models
+        missing = [m for m in models if not (repo / m).is_dir()]
         if missing:
             raise self._error(f"model(s) {', '.join(missing)} not found in the model repository {repo}")
+        # the shared python-backend execute loop: model.py imports it from its model folder (triton_repo/README.md)
+        for model in models:
+            install_backend(repo / model)
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         stub = self.server_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
         if not stub.exists():
@@ -126,7 +136,7 @@ class TritonService(Service):
         if status != 200:
             self._last_health_error = f"/v2/health/ready returned {status}"
             return False
-        for model in self.settings.triton_models:
+        for model in self.models:
             status = self._get(f"/v2/models/{model}/ready")
             if status != 200:
                 self._last_health_error = f"model {model!r} not ready (HTTP {status})"

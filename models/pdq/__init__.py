@@ -15,9 +15,9 @@ import numpy as np
 
 from core.imaging import load_image
 from core.triton import TritonClient
+from models.base import IMAGE_AND_VIDEO, Item, Model
 from models.pdq import hashing as pdq
 from models.pdq.video import hash_video
-from processors.runtime import Item, ModelHandler
 from schemas.events import AnnotationPayload, FrameHash, MediaUploaded, PerceptualHash
 
 
@@ -28,14 +28,20 @@ def _boxed(obj: Any) -> np.ndarray:
     return arr
 
 
-class PdqHasher(ModelHandler):
-    model = "pdq"
-    media_types = frozenset({"image", "video"})
+class PdqHasher(Model):
+    name = "pdq"
+    task = "near-duplicate hashes (PDQ; videos: per frame)"
+    version = "pdqhash"  # + the hasher's version and the video sampling rate (model_version)
+    source_package = "pdqhash (algorithmic, no weights)"
+    source_registry = "none"
+    licence = "BSD-3-Clause (pdqhash)"
+    media_types = IMAGE_AND_VIDEO
     outputs = ["PAYLOAD"]
+    served_by_triton = False
     max_batch = 64
 
     @cached_property
-    def version(self) -> str:
+    def model_version(self) -> str:
         # keyed by the hasher and the video sampling rate: changing either re-hashes into a new version
         return f"pdqhash-{pdq.pdqhash.__version__}-{self.settings.ndd.video_fps:g}fps"
 

@@ -24,6 +24,7 @@ from core.imaging import load_image
 from core.settings import Settings
 from models.pdq import hashing as pdq
 from models.pdq.video import FrameHash, hash_video
+from producers.ingest import media_type_of, sniff_content_type
 from retrieval.ndd.matcher import IndexedAsset, Match, Matcher, QueryImage, query_from_image
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,6 @@ class NddService:
     # -- queries --------------------------------------------------------------------------------
     def hash_upload(self, data: bytes) -> QueryMedia:
         """Hash an uploaded query file the way the pipeline hashes assets (raises MediaDecodeError)."""
-        from producers.ingest import media_type_of, sniff_content_type
-
         sha = hashlib.sha256(data).hexdigest()
         content_type = sniff_content_type(data[:64]) or "image/unknown"
         cfg = self.settings.ndd

@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.events import Annotation
-from sinks.search.fields import SearchFields, search_fields
+from schemas.events import Annotation, SearchFields
 from sinks.search.interface import is_newer
 
 Versions = dict[str, dict[str, dict[str, dict[str, Any]]]]  # model -> version -> keyframe key -> entry
@@ -41,7 +40,7 @@ def entry_of(a: Annotation, f: SearchFields) -> dict[str, Any]:
 
 def add(versions: Versions, a: Annotation, f: SearchFields | None = None) -> bool:
     """Merge one annotation into ``versions`` (in place); False when it is a replay or older."""
-    f = f if f is not None else search_fields(a.payload)
+    f = f if f is not None else a.payload.search_fields()
     entry = entry_of(a, f)
     slot = versions.setdefault(a.model, {}).setdefault(a.model_version, {})
     key = keyframe_key(a.keyframe_ms)

@@ -22,7 +22,6 @@ torchvision was already imported successfully in this process.
 """
 
 import contextlib
-import json
 import os
 import shutil
 import sys
@@ -31,6 +30,11 @@ import zipfile
 
 import numpy as np
 import torch
+
+try:  # Triton's stub puts <model>/ on sys.path; `argus models pull` copies the shared loop there (README.md)
+    from triton_batching import BatchingModel
+except ImportError:  # loaded by path outside Triton (tests, benchmarks): the source in the Argus tree
+    from models.triton_batching import BatchingModel  # inside Triton: run `argus models pull` (copies it)
 
 ARTIFACT = "blip.zip"
 SIZE = 384
@@ -128,71 +132,25 @@ class Core:
         return {"CAPTION": captions, "SCORE": scores}
 
 
-class TritonPythonModel:
-    """Concatenates the requests of one execute() call, runs Core once, splits the outputs back;
-    a malformed request gets its own error and never fails the others."""
+class TritonPythonModel(BatchingModel):
+    """``Core`` behind the shared execute loop (``triton_batching``): requests stacked, split back."""
 
-    def initialize(self, args):
-        import triton_python_backend_utils as pb_utils
+    artifact = ARTIFACT
+    missing_hint = "set ARGUS_CAPTION__WEIGHTS, `argus models pull caption_blip`"
 
-        self.pb = pb_utils
-        config = json.loads(args["model_config"])
-        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        version_dir = os.path.join(args["model_repository"], args["model_version"])
-        if not os.path.exists(os.path.join(version_dir, ARTIFACT)):
-            raise pb_utils.TritonModelException(
-                f"{version_dir}/{ARTIFACT} is missing: set ARGUS_CAPTION__WEIGHTS, `argus models pull caption_blip`")
+    def load(self, version_dir, params, args):
         device = "cpu"  # KIND_GPU instances (production config.pbtxt) run on their GPU
         if args.get("model_instance_kind") == "GPU" and torch.cuda.is_available():
             device = f"cuda:{int(args.get('model_instance_device_id') or 0)}"
         self.core = Core(version_dir, params, device)
-        self.inputs = {i["name"]: (tuple(int(d) for d in i["dims"]), bool(i.get("optional", False)))
-                       for i in config["input"]}
-        self.outputs = [o["name"] for o in config["output"]]
 
-    def execute(self, requests):
-        pb = self.pb
-        responses = [None] * len(requests)
-        batches, owners = [], []
-        for i, request in enumerate(requests):
-            try:
-                arrays = {}
-                for name, (dims, optional) in self.inputs.items():
-                    tensor = pb.get_input_tensor_by_name(request, name)
-                    if tensor is None:
-                        if optional:
-                            continue
-                        raise ValueError(f"missing input {name}")
-                    arr = tensor.as_numpy()
-                    if tuple(arr.shape[1:]) != dims:
-                        raise ValueError(f"{name}: expected [N,{','.join(map(str, dims))}], got {list(arr.shape)}")
-                    arrays[name] = arr
-                n = len(arrays["IMAGE"])
-                for name, default in (("MAX_NEW_TOKENS", self.core.max_new_tokens),
-                                      ("NUM_BEAMS", self.core.num_beams)):
-                    if name not in arrays:  # per request, so requests with and without it can be merged
-                        arrays[name] = np.full((n, 1), default, np.int32)
-                    elif len(arrays[name]) != n:
-                        raise ValueError(f"{name}: {len(arrays[name])} rows for {n} images")
-                batches.append(arrays)
-                owners.append(i)
-            except Exception as exc:  # noqa: BLE001 - reported in that request's response
-                responses[i] = pb.InferenceResponse(error=pb.TritonError(str(exc)))
-        if batches:
-            try:
-                merged = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-                result = self.core.infer(merged)
-            except Exception as exc:  # noqa: BLE001
-                for i in owners:
-                    responses[i] = pb.InferenceResponse(error=pb.TritonError(f"captioning failed: {exc}"))
-                return responses
-            start = 0
-            for i, b in zip(owners, batches, strict=True):
-                stop = start + len(b["IMAGE"])
-                responses[i] = pb.InferenceResponse(output_tensors=[
-                    pb.Tensor(name, np.ascontiguousarray(result[name][start:stop])) for name in self.outputs])
-                start = stop
-        return responses
+    def default_input(self, name, rows):
+        # per request, so requests with and without MAX_NEW_TOKENS / NUM_BEAMS stack into one batch
+        default = {"MAX_NEW_TOKENS": self.core.max_new_tokens, "NUM_BEAMS": self.core.num_beams}.get(name)
+        return None if default is None else np.full((rows, 1), default, np.int32)
 
-    def finalize(self):
+    def run(self, batch):
+        return self.core.infer(batch)
+
+    def unload(self):
         self.core = None

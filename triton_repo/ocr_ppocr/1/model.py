@@ -14,12 +14,16 @@ IO (batched, fixed shapes):
   COUNT  int32 [1]          lines found (<= 64)
 """
 
-import json
 import os
 import tempfile
 import zipfile
 
 import numpy as np
+
+try:  # Triton's stub puts <model>/ on sys.path; `argus models pull` copies the shared loop there (README.md)
+    from triton_batching import BatchingModel
+except ImportError:  # loaded by path outside Triton (tests, benchmarks): the source in the Argus tree
+    from models.triton_batching import BatchingModel  # inside Triton: run `argus models pull` (copies it)
 
 MAX_LINES = 64
 
@@ -73,59 +77,18 @@ class Core:
         self._tmp.cleanup()
 
 
-class TritonPythonModel:
-    """Concatenates the requests of one execute() call, runs Core once, splits the outputs back;
-    a malformed request gets its own error and never fails the others."""
+class TritonPythonModel(BatchingModel):
+    """``Core`` behind the shared execute loop (``triton_batching``): requests stacked, split back."""
 
-    def initialize(self, args):
-        import triton_python_backend_utils as pb_utils
+    artifact = "ppocr.zip"
 
-        self.pb = pb_utils
-        config = json.loads(args["model_config"])
-        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        version_dir = os.path.join(args["model_repository"], args["model_version"])
-        if not os.path.exists(os.path.join(version_dir, "ppocr.zip")):
-            raise pb_utils.TritonModelException(f"{version_dir}/ppocr.zip is missing; run `argus models pull`")
+    def load(self, version_dir, params, args):
         self.core = Core(version_dir, params)
-        self.inputs = {i["name"]: tuple(int(d) for d in i["dims"]) for i in config["input"]}
-        self.outputs = [o["name"] for o in config["output"]]
 
-    def execute(self, requests):
-        pb = self.pb
-        responses = [None] * len(requests)
-        batches, owners = [], []
-        for i, request in enumerate(requests):
-            try:
-                arrays = {}
-                for name, dims in self.inputs.items():
-                    tensor = pb.get_input_tensor_by_name(request, name)
-                    if tensor is None:
-                        raise ValueError(f"missing input {name}")
-                    arr = tensor.as_numpy()
-                    if tuple(arr.shape[1:]) != dims:
-                        raise ValueError(f"{name}: expected [N,{','.join(map(str, dims))}], got {list(arr.shape)}")
-                    arrays[name] = arr
-                batches.append(arrays)
-                owners.append(i)
-            except Exception as exc:  # noqa: BLE001 - reported in that request's response
-                responses[i] = pb.InferenceResponse(error=pb.TritonError(str(exc)))
-        if batches:
-            try:
-                merged = {k: np.concatenate([b[k] for b in batches]) for k in self.inputs}
-                result = self.core.infer(merged)
-            except Exception as exc:  # noqa: BLE001
-                for i in owners:
-                    responses[i] = pb.InferenceResponse(error=pb.TritonError(f"OCR failed: {exc}"))
-                return responses
-            start = 0
-            for i, b in zip(owners, batches, strict=True):
-                stop = start + len(next(iter(b.values())))
-                responses[i] = pb.InferenceResponse(output_tensors=[
-                    pb.Tensor(name, np.ascontiguousarray(result[name][start:stop])) for name in self.outputs])
-                start = stop
-        return responses
+    def run(self, batch):
+        return self.core.infer(batch)
 
-    def finalize(self):
+    def unload(self):
         if getattr(self, "core", None) is not None:
             self.core.close()
         self.core = None
