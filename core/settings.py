@@ -7,7 +7,6 @@ embedded stack on 127.0.0.1 (ports from ``ports``); production points them at re
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -276,8 +275,8 @@ class Settings(BaseSettings):
     def triton_repo(self) -> Path:
         return self.repo_root / "triton_repo"
 
-    @cached_property
-    def abs_state_dir(self) -> Path:
+    @property
+    def abs_state_dir(self) -> Path:  # not cached: a copy of the settings may be given another state_dir
         return self.state_dir.expanduser().resolve()
 
     def topic(self, name: str) -> str:

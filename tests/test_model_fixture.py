@@ -65,6 +65,7 @@ def swatch_settings(stack_settings: Settings, tmp_path_factory: pytest.TempPathF
     store.pull(s, "swatch")
     triton = TritonService(s)
     triton.start()
+    triton.wait_healthy()
     try:
         yield s
     finally:
