@@ -8,6 +8,7 @@ sinks and the read side only ever talk to this interface.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,14 @@ from schemas.events import AnnotationPayload, MediaUploaded
 
 MANIFEST = "MANIFEST.json"
 IMAGE_AND_VIDEO = frozenset({"image", "video"})
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class ModelUnavailable(RuntimeError):

@@ -534,12 +534,9 @@ def head_flags(settings: Settings, zero_shot: dict[str, list[Label]]) -> list[st
 # ---- the models -------------------------------------------------------------------------------------
 
 
-class ClipText(Model):
-    """The CLIP text tower: served beside ``clip`` (its companion) for the zero-shot prompts and /search/clip;
-    no processor of its own."""
+class _OpenClipTower(Model):
+    """What both CLIP towers share: the operator's open_clip checkpoint, its availability and version."""
 
-    name = "clip_text"
-    task = "text-embedding (CLIP text tower)"
     source_package = "ARGUS_CLIP__WEIGHTS"
     source_version = "open_clip_torch 3.3.0"
     source_registry = "file"
@@ -547,16 +544,24 @@ class ClipText(Model):
     outputs = ["EMBEDDING"]
     version = "openclip-vit-b-32"  # + "-<sha256(checkpoint)[:8]>" (version_from_weights)
     version_from_weights = True
-    consumes = "nothing"
-    media_types = frozenset()
-    build_params = {"opset": 17, "exporter": "torch.onnx.export(dynamo=False)", "input": "TOKENS int64 [N,77]",
-                    "revision": 1}
 
     def unavailable(self) -> str | None:
         return unavailable(self.settings)
 
     def weights(self) -> Path:
         return weights(self.settings)
+
+
+class ClipText(_OpenClipTower):
+    """The CLIP text tower: served beside ``clip`` (its companion) for the zero-shot prompts and /search/clip;
+    no processor of its own."""
+
+    name = "clip_text"
+    task = "text-embedding (CLIP text tower)"
+    consumes = "nothing"
+    media_types = frozenset()
+    build_params = {"opset": 17, "exporter": "torch.onnx.export(dynamo=False)", "input": "TOKENS int64 [N,77]",
+                    "revision": 1}
 
     def build(self, dst: Path) -> None:
         build_text(dst, self.settings)
@@ -565,16 +570,9 @@ class ClipText(Model):
         return check_text(client, self.name, self.model_dir)
 
 
-class Clip(Model):
+class Clip(_OpenClipTower):
     name = "clip"
     task = "image-embedding+zero-shot (CLIP image tower)"
-    source_package = "ARGUS_CLIP__WEIGHTS"
-    source_version = "open_clip_torch 3.3.0"
-    source_registry = "file"
-    licence = "MIT (open_clip code); weights: per checkpoint"
-    outputs = ["EMBEDDING"]
-    version = "openclip-vit-b-32"  # + "-<sha256(checkpoint)[:8]>" (version_from_weights)
-    version_from_weights = True
     companions = ("clip_text",)
     text_model = "clip_text"
     media_types = IMAGE_AND_VIDEO
@@ -586,12 +584,6 @@ class Clip(Model):
         super().__init__(settings)
         self._lock = threading.Lock()
         self._class_vecs: dict[str, np.ndarray] | None = None
-
-    def unavailable(self) -> str | None:
-        return unavailable(self.settings)
-
-    def weights(self) -> Path:
-        return weights(self.settings)
 
     def build(self, dst: Path) -> None:
         build_image(dst, self.settings)

