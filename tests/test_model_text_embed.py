@@ -53,3 +53,38 @@ def test_search_fields_and_text_composition() -> None:
     doc = compose({"ocr_ppocr": source_text(ocr), "metadata": "Press conference", "face_mtcnn": source_text(faces)})
     assert doc.text == "Press conference. face. HELLO WORLD"
     assert doc.sources == ["metadata", "face_mtcnn", "ocr_ppocr"]
+
+
+@pytest.mark.integration
+def test_the_text_embedder_runs_on_the_shared_runtime(env: Settings) -> None:
+    """Like every processor it serves /healthz, /readyz and /metrics (compose health-checks and Prometheus scrape
+    it) and drains on SIGTERM with exit code 0."""
+    import socket
+    import time
+
+    import httpx
+
+    from argus.workers import Supervisor, Worker
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        env.observability.port = sock.getsockname()[1]
+    sup = Supervisor(env, [Worker("processor-text_embed", ["run", "processor", "text_embed"])])
+    sup.start()
+    base = f"http://127.0.0.1:{env.observability.port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and not sup.dead(), "the text embedder never became ready"
+            time.sleep(0.5)
+        assert httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+        assert 'argus_ready{service="processor:text_embed"} 1.0' in httpx.get(f"{base}/metrics", timeout=2).text
+    finally:
+        sup.stop()
+    proc = sup.workers["processor-text_embed"].proc
+    assert proc is not None and proc.returncode == 0
