@@ -34,7 +34,6 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,7 +43,7 @@ from PIL import Image
 
 from core.settings import Settings
 from models.base import CheckResult, sha256_file
-from models.frames import LetterboxedDetector, box_of, iou, letterbox
+from models.frames import Detection, LetterboxedDetector, box_of, iou, letterbox
 from models.probes import triton_infer
 from schemas.events import AnnotationPayload, DetectedObject, ObjectDetection
 
@@ -262,14 +261,6 @@ last_build_report: dict[str, Any] | None = None  # the TF-vs-ONNX comparison of 
 
 
 # ---- decoding ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Detection:
-    class_id: int
-    label: str
-    score: float
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 normalised to the content (0..1)
 
 
 def load_labels(model_dir: Path) -> list[str]:

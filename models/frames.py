@@ -7,6 +7,7 @@ each annotated on its own (``keyframe_ms`` set) and then summarised (``Model.sum
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -43,6 +44,16 @@ def letterbox(img: Image.Image, size: int, fill: int = 0) -> tuple[np.ndarray, n
     canvas = Image.new("RGB", (size, size), (fill, fill, fill))
     canvas.paste(img.convert("RGB").resize((w, h), Image.Resampling.BILINEAR), (0, 0))
     return np.ascontiguousarray(np.asarray(canvas, dtype=np.uint8)), np.array([w, h], dtype=np.int32)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One box a detector found (a COCO object, an NSFW body-part region), decoded by the client."""
+
+    class_id: int
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 normalised to the content (0..1)
 
 
 def iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:

@@ -30,7 +30,6 @@ explicit-class false region is ~0.35 (a coffee cup as BUTTOCKS_EXPOSED), reporte
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,7 +37,7 @@ import numpy as np
 
 from core.packages import package_dir
 from models.base import CheckResult
-from models.frames import LetterboxedDetector, box_of, iou, letterbox
+from models.frames import Detection, LetterboxedDetector, box_of, iou, letterbox
 from models.probes import photo, triton_infer
 from schemas.events import AnnotationPayload, DetectedObject, NsfwDetection
 
@@ -164,14 +163,6 @@ def class_names(model: Any) -> list[str]:
 # ---- decoding ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Region:
-    class_id: int
-    label: str
-    score: float
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 normalised to the content (0..1)
-
-
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Per-class greedy NMS -> kept indices, highest score first."""
     order = np.argsort(-scores, kind="stable")
@@ -186,7 +177,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshol
 
 
 def decode(raw: np.ndarray, content: np.ndarray | tuple[float, float], region_threshold: float = REGION_THRESHOLD,
-           iou_threshold: float = IOU_THRESHOLD, max_regions: int = MAX_REGIONS) -> list[Region]:
+           iou_threshold: float = IOU_THRESHOLD, max_regions: int = MAX_REGIONS) -> list[Detection]:
     """One image's ``RAW`` [22,2100] -> regions, best first. ``content`` = (width, height) of the image
     inside the 320x320 canvas (``frames.letterbox``'s second value); boxes are clipped to it and
     normalised by it."""
@@ -206,12 +197,12 @@ def decode(raw: np.ndarray, content: np.ndarray | tuple[float, float], region_th
     valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # nothing left inside the content
     boxes, scores, classes = boxes[valid], scores[sel][valid], classes[sel][valid]
     keep = nms(boxes, scores, classes, iou_threshold)[:max_regions]
-    return [Region(int(classes[i]), LABELS[int(classes[i])], float(scores[i]),
+    return [Detection(int(classes[i]), LABELS[int(classes[i])], float(scores[i]),
                    (float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]), float(boxes[i, 3])))
             for i in keep]
 
 
-def nsfw_score(regions: list[Region]) -> float:
+def nsfw_score(regions: list[Detection]) -> float:
     """Highest score of an explicit (exposed) region; 0.0 when there is none."""
     return max((r.score for r in regions if r.label in EXPLICIT), default=0.0)
 
@@ -221,7 +212,7 @@ def nsfw_score(regions: list[Region]) -> float:
 
 def check(client: Any, model: str) -> CheckResult:
     """Astronaut -> a FACE_FEMALE region and not NSFW; the cat -> no region."""
-    found: dict[str, list[Region]] = {}
+    found: dict[str, list[Detection]] = {}
     for name in ("astronaut", "chelsea"):
         canvas, size = letterbox(photo(name), SIZE)
         raw = triton_infer(client, model, {"IMAGE": canvas[None]}, ["RAW"])["RAW"]
