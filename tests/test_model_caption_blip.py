@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,9 +114,9 @@ def test_unavailable_without_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert not any(w.name.startswith(f"processor-{MODEL}") for w in default_workers(s))
     # a folder that is not a checkpoint says what is missing
     (tmp_path / "config.json").write_text("{}")
-    why = caption.unavailable(with_weights(s, tmp_path))
+    why = caption.CaptionBlip(with_weights(s, tmp_path)).unavailable()
     assert why is not None and "missing model.safetensors or pytorch_model.bin" in why and "tokenizer.json" in why
-    assert "not a folder" in (caption.unavailable(with_weights(s, tmp_path / "nope")) or "")
+    assert "not a folder" in (caption.CaptionBlip(with_weights(s, tmp_path / "nope")).unavailable() or "")
 
 
 def test_artifact_is_flat_deterministic_and_leaves_junk_out(tmp_path: Path) -> None:
@@ -134,7 +135,7 @@ def test_artifact_is_flat_deterministic_and_leaves_junk_out(tmp_path: Path) -> N
         assert zf.namelist() == ["config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json",
                                  "vocab.txt"]  # one weights file (safetensors preferred), no hidden/README/TF
         assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
-    assert caption.weights(with_weights(Settings(), src)).name == "model.safetensors"
+    assert caption.CaptionBlip(with_weights(Settings(), src)).weights().name == "model.safetensors"
 
 
 def test_core_in_process_one_caption_per_image(tiny_blip: Path, tmp_path: Path) -> None:
@@ -200,6 +201,11 @@ def caption_loaded(stack_settings: Settings, tiny_blip: Path) -> Iterator[Settin
         client = httpclient.InferenceServerClient(url=s.triton_url)
         try:
             client.unload_model(MODEL)
+            # unloading is asynchronous (the python stub takes seconds to stop) and Triton is not ready meanwhile:
+            # wait, so that the next module's `models verify` sees a ready server
+            deadline = time.monotonic() + 60
+            while not client.is_server_ready() and time.monotonic() < deadline:
+                time.sleep(0.2)
         finally:
             client.close()
 

@@ -33,6 +33,11 @@ REPO = Path(__file__).resolve().parent.parent
 MODEL = "nsfw_nudenet"
 # justified skip: nudenet is an optional extra (AGPL-3.0 licence text); an install made with ARGUS_NSFW=0 has no
 # model to test. scripts/test.sh installs it, so CI always runs these tests.
+
+def nudenet_missing() -> bool:
+    return nudenet.NsfwNudenet(Settings()).unavailable() is not None
+
+
 needs_nudenet = pytest.mark.skipif(importlib.util.find_spec("nudenet") is None, reason=nudenet.INSTALL_HINT)
 CH = {name: i for i, name in enumerate(nudenet.LABELS)}
 
@@ -194,7 +199,7 @@ def test_unavailable_when_the_optional_package_is_missing(monkeypatch: pytest.Mo
     assert MODEL not in registry.triton_models(s)
     assert f"processor-{MODEL}" not in {w.name for w in default_workers(s)}
     with pytest.raises(FileNotFoundError, match="optional extra not installed"):
-        nudenet.weights()
+        nudenet.NsfwNudenet(Settings()).weights()
 
 
 # ---- the real network in-process (ordinary photos only) ---------------------------------------------
@@ -204,10 +209,10 @@ def test_unavailable_when_the_optional_package_is_missing(monkeypatch: pytest.Mo
 def session() -> Any:
     from models.inprocess import InProcessModel
 
-    if nudenet.unavailable() is not None:  # justified: optional extra left out (ARGUS_NSFW=0); CI installs it
+    if nudenet_missing():  # justified: optional extra left out (ARGUS_NSFW=0); CI installs it
         pytest.skip(nudenet.INSTALL_HINT)
     result = store.pull(Settings(), MODEL)
-    assert result.version == f"nudenet-{store.sha256_file(nudenet.weights())[:8]}"
+    assert result.version == f"nudenet-{store.sha256_file(nudenet.NsfwNudenet(Settings()).weights())[:8]}"
     return InProcessModel(MODEL, threads=1)
 
 
@@ -217,7 +222,7 @@ def test_labels_match_nudenet_source_onnx_metadata_and_labels_txt() -> None:
 
     src = importlib.import_module("nudenet.nudenet")  # imports cv2 (opencv-python-headless here)
     assert list(nudenet.LABELS) == list(getattr(src, "__labels"))
-    assert nudenet.class_names(onnx.load(str(nudenet.weights()))) == list(nudenet.LABELS)
+    assert nudenet.class_names(onnx.load(str(nudenet.NsfwNudenet(Settings()).weights()))) == list(nudenet.LABELS)
     assert (REPO / "triton_repo" / MODEL / "labels.txt").read_text().splitlines() == list(nudenet.LABELS)
 
 
@@ -298,7 +303,7 @@ def nsfw_run(stack_settings: Settings, sample_files: list[Path]) -> Iterator[tup
     from tests.support.modelrun import model_run
     from tests.support.stack import load_models
 
-    if nudenet.unavailable() is not None:  # justified: optional extra left out (ARGUS_NSFW=0); CI installs it
+    if nudenet_missing():  # justified: optional extra left out (ARGUS_NSFW=0); CI installs it
         pytest.skip(nudenet.INSTALL_HINT)
     load_models(stack_settings, [MODEL])
     media = {p.stem: (p.read_bytes(), p.name) for p in sample_files}
@@ -318,7 +323,7 @@ def _annotations(s: Settings, asset_id: str) -> list[dict[str, Any]]:
 def test_verify_through_triton(stack_settings: Settings) -> None:
     from tests.support.stack import load_models
 
-    if nudenet.unavailable() is not None:  # justified: optional extra left out (ARGUS_NSFW=0); CI installs it
+    if nudenet_missing():  # justified: optional extra left out (ARGUS_NSFW=0); CI installs it
         pytest.skip(nudenet.INSTALL_HINT)
     load_models(stack_settings, [MODEL])
     report = store.verify(stack_settings, names=[MODEL])
