@@ -174,7 +174,7 @@ def verify(settings: Settings, asset_ids: Iterable[str], models: list[str] | Non
             if want != got:
                 v.offset_mismatches.append(f"sink {sink} {topic}[{p}]: stored offset {got} != {want} records")
     for m in models:
-        committed = group_offsets(settings, f"argus-processor-{m}", up_topic)
+        committed = group_offsets(settings, settings.consumer_group(f"argus-processor-{m}"), up_topic)
         for p in range(settings.kafka.partitions):
             want, got = per_topic[up_topic].get(p, 0), committed.get(p, 0)
             if want != got:

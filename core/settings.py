@@ -282,6 +282,11 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         return f"{self.kafka.topic_prefix}{name}"
 
+    def consumer_group(self, name: str) -> str:
+        """Consumer groups carry the topic prefix too: installations (or test modules) sharing one broker never
+        share a group, so one's rebalance or stuck member cannot stall another's consumers."""
+        return f"{self.kafka.topic_prefix}{name}"
+
 
 SETTINGS_ENV = "ARGUS_SETTINGS_JSON"
 

@@ -68,7 +68,7 @@ class Processor:
         self.settings = settings
         self.model = model
         self.stage = f"processor:{model.name}"
-        self.group = f"argus-processor-{model.name}"
+        self.group = settings.consumer_group(f"argus-processor-{model.name}")
         self.in_topic = settings.topic(kafka.TOPIC_UPLOADED)
         self.backfill_topic = settings.topic(kafka.backfill_topic(model.name))  # argus reindex
         self.out_topic = settings.topic(kafka.annotations_topic(model.name))

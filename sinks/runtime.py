@@ -58,7 +58,7 @@ class SinkRunner:
         self.settings = settings
         self.writer = writer
         self.batch_size = batch_size
-        self.group = f"argus-sink-{writer.name}"
+        self.group = settings.consumer_group(f"argus-sink-{writer.name}")
         self.stop_event = threading.Event()
         self.conn: db.Conn | None = None
         self.stats = {"applied": 0, "batches": 0, "dead_letters": 0}

@@ -4,10 +4,12 @@ semantic search through the pipeline in tests/test_suite_pipeline.py.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from core.settings import Settings
 from models import store
@@ -58,32 +60,41 @@ def test_search_fields_and_text_composition() -> None:
 @pytest.mark.integration
 def test_the_text_embedder_runs_on_the_shared_runtime(env: Settings) -> None:
     """Like every processor it serves /healthz, /readyz and /metrics (compose health-checks and Prometheus scrape
-    it) and drains on SIGTERM with exit code 0."""
+    it), embeds what arrives, and drains on SIGTERM with exit code 0."""
     import socket
     import time
 
     import httpx
 
     from argus.workers import Supervisor, Worker
+    from core import db
+    from producers.ingest import Ingestor, Metadata
+    from tests.support.models import photo
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        env.observability.port = sock.getsockname()[1]
-    sup = Supervisor(env, [Worker("processor-text_embed", ["run", "processor", "text_embed"])])
+        port = sock.getsockname()[1]
+    sup = Supervisor(env, [Worker("relay", ["run", "relay"]),
+                           Worker("processor-text_embed", ["run", "processor", "text_embed"],
+                                  extra_env={"ARGUS_OPS_PORT": str(port)})])  # the supervisor's per-worker port
     sup.start()
-    base = f"http://127.0.0.1:{env.observability.port}"
+    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+        buf = io.BytesIO()
+        Image.fromarray(photo("coffee")).save(buf, "JPEG")
+        asset = Ingestor(env).ingest_bytes(buf.getvalue(), Metadata(filename="c.jpg", title="Morning espresso"))
+        deadline = time.monotonic() + 120
+        while True:  # the upload's title alone gives the asset a text: one embedding
+            with db.connect(env) as conn:
+                if db.scalar(conn, "SELECT count(*) FROM asset_text_embedded WHERE asset_id=%s", (asset.asset_id,)):
                     break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and not sup.dead(), "the text embedder never became ready"
+            assert time.monotonic() < deadline and not sup.dead(), "the text embedder embedded nothing"
             time.sleep(0.5)
         assert httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-        assert 'argus_ready{service="processor:text_embed"} 1.0' in httpx.get(f"{base}/metrics", timeout=2).text
+        assert httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+        text = httpx.get(f"{base}/metrics", timeout=2).text
+        assert 'argus_ready{service="processor:text_embed"} 1.0' in text
+        assert 'argus_events_out_total{service="processor:text_embed"' in text
     finally:
         sup.stop()
     proc = sup.workers["processor-text_embed"].proc
