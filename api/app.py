@@ -1,5 +1,5 @@
 """The query API (FastAPI; OpenAPI at /docs): search with facets, more-like-this, asset cards,
-downloads by presigned URL, and the HTTP upload producer."""
+downloads by presigned URL, the HTTP upload producer, and the web app on the same port (/, docs/ui.md)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,19 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.cards import load_card
 from api.deps import settings_of
 from api.routers import ROUTERS
 from api.security import install_security
 from api.upload_routes import router as upload_router
+from api.web_routes import STATIC_DIR
 from core import db
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore
 from producers.ingest import Ingestor
-from retrieval.ndd.card import near_duplicates_for_card
 from retrieval.search import get_search_index
 
 
@@ -32,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(upload_router)
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")  # the web app's CSS, JS, icons
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -71,28 +74,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     return app
 
-
-def load_card(settings: Settings, asset_id: str) -> dict[str, Any] | None:
-    """Everything known about one asset: metadata, per-model status and every annotation."""
-    with db.connect(settings) as conn:
-        asset = conn.execute("SELECT * FROM assets WHERE asset_id=%s", (asset_id,)).fetchone()
-        if asset is None:
-            return None
-        status = conn.execute(
-            "SELECT model, model_version, status, reason, updated_at FROM asset_model_status WHERE asset_id=%s",
-            (asset_id,),
-        ).fetchall()
-        anns = conn.execute(
-            """SELECT annotation_id, model, model_version, keyframe_ms, payload, produced_at
-               FROM annotations WHERE asset_id=%s ORDER BY model, keyframe_ms NULLS FIRST""",
-            (asset_id,),
-        ).fetchall()
-    for a in anns:  # embeddings are for machines; the card shows their size
-        p = a["payload"]
-        if isinstance(p, dict) and "embedding" in p:
-            p["embedding"] = f"<{len(p['embedding'])} floats>"
-        if isinstance(p, dict) and p.get("kind") == "perceptual_hash" and p.get("frames"):
-            p["frames"] = f"<{len(p['frames'])} frame hashes>"
-    card = {"asset": dict(asset), "models": [dict(s) for s in status], "annotations": [dict(a) for a in anns]}
-    card["near_duplicates"] = near_duplicates_for_card(settings, asset_id)
-    return card

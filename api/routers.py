@@ -13,3 +13,16 @@ ROUTERS.append(ndd_router)
 from api import search_routes  # noqa: E402 - search, more-like-this, projects (api/search_routes.py)
 
 ROUTERS += [search_routes.router, search_routes.projects_router]
+
+from api.media_routes import router as media_router  # noqa: E402 - renditions + original (api/media_routes.py)
+
+ROUTERS.append(media_router)
+
+from api.live_routes import router as live_router  # noqa: E402 - live annotation states, SSE (api/live_routes.py)
+from api.web_routes import router as web_router  # noqa: E402 - the web app's pages (api/web_routes.py, docs/ui.md)
+
+ROUTERS += [live_router, web_router]
+
+from api.people_routes import router as people_router  # noqa: E402 - people: persons, curation (docs/people.md)
+
+ROUTERS.append(people_router)

@@ -164,6 +164,10 @@ def search_filters(
     source: str | None = None,
     collection: Annotated[str | None, Query(description="the collection given at ingest")] = None,
     project: Annotated[str | None, Query(description="a project id (POST /v1/projects)")] = None,
+    person: Annotated[list[str], Query(description="person id or name; every one must be in the asset (AND)")]
+    = [],  # noqa: B006
+    any_person: Annotated[list[str], Query(description="person ids or names; at least one (OR)")]
+    = [],  # noqa: B006
     uploaded_from: datetime | None = None,
     uploaded_to: Annotated[datetime | None, Query(description="exclusive")] = None,
     face_count_min: Annotated[int | None, Query(ge=0)] = None,
@@ -184,6 +188,7 @@ def search_filters(
     flags = tuple((k, v) for k, v in (("nsfw", nsfw), ("disturbing", disturbing)) if v != "include")
     query = SearchQuery(text=q, media_type=media_type, labels=tuple(label), any_labels=tuple(any_label),
                         exclude_labels=tuple(not_label), source=source, collection=collection, project=project,
+                        persons=tuple(person), any_persons=tuple(any_person),
                         uploaded_from=uploaded_from, uploaded_to=uploaded_to, numeric=tuple(numeric), flags=flags,
                         sort=sort, limit=limit, offset=offset,
                         facets=tuple(facet) if facet is not None else FACET_FIELDS + EXTRA_FACETS)

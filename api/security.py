@@ -6,7 +6,10 @@ In order, for each HTTP request (ops endpoints /healthz, /readyz, /metrics are e
    (chunked) body is counted while it streams and cut off at the cap, so an oversized upload never
    reaches the multipart parser's temp files;
 2. authentication: ``X-API-Key`` -> the key store (core/auth.py: hashed keys with scopes); an invalid
-   key is refused (401) even on routes that allow anonymous access, so a typo never passes silently;
+   key is refused (401) even on routes that allow anonymous access, so a typo never passes silently.
+   The web app's login puts the key in an HttpOnly, SameSite=Strict cookie instead (never in a URL, never
+   readable by page scripts); a cookie-authenticated write must also carry ``X-Argus-CSRF: 1``, a header
+   another site's form cannot send; a stale cookie counts as anonymous (the page offers the login);
 3. rate limit: a token bucket per API key, or per client address when anonymous (429 + Retry-After);
    buckets live in this process (each API replica limits on its own);
 4. read access: GET/HEAD under /v1/ need a key with the ``read`` scope unless ``anonymous_read``.
@@ -20,6 +23,7 @@ import json
 import math
 import threading
 import time
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
@@ -31,6 +35,17 @@ from core.auth import KeyStore, Principal
 from core.settings import Settings
 
 EXEMPT = ("/healthz", "/readyz", "/metrics")
+KEY_COOKIE = "argus_key"  # set by the web app's login (api/web_routes.py)
+CSRF_HEADER = "x-argus-csrf"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def cookie_key(headers: dict[str, str]) -> str | None:
+    try:
+        morsel = SimpleCookie(headers.get("cookie", "")).get(KEY_COOKIE)
+    except CookieError:
+        return None
+    return morsel.value if morsel is not None and morsel.value else None
 
 
 class TokenBuckets:
@@ -75,7 +90,7 @@ class SecurityMiddleware:
         self.max_bytes = max_request_bytes(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT:
+        if scope["type"] != "http" or scope["path"] in EXEMPT or scope["path"].startswith("/static/"):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -84,6 +99,11 @@ class SecurityMiddleware:
             await self._refuse(send, 413, "body_too_large", f"request body exceeds {self.max_bytes} bytes")
             return
         token = headers.get("x-api-key")
+        from_cookie = token is None and (token := cookie_key(headers)) is not None
+        if (from_cookie and scope["method"] not in SAFE_METHODS and scope["path"].startswith("/v1/")
+                and headers.get(CSRF_HEADER) != "1"):
+            await self._refuse(send, 403, "csrf", f"a cookie-authenticated {scope['method']} needs {CSRF_HEADER}: 1")
+            return
         principal: Principal | None = None
         if token:
             try:
@@ -91,7 +111,7 @@ class SecurityMiddleware:
             except Exception:  # noqa: BLE001 - key table unreachable: fail closed, but say why
                 await self._refuse(send, 503, "auth_unavailable", "cannot verify API keys right now")
                 return
-            if principal is None:
+            if principal is None and not from_cookie:
                 client = scope.get("client") or ("?", 0)
                 wait = self.buckets.take(f"badkey:{client[0]}")  # failed attempts are rate limited too
                 await self._refuse(send, 429 if wait else 401, "invalid_key",

@@ -110,7 +110,7 @@ def run_processor(model: str) -> None:
 
 @run_app.command("sink")
 def run_sink(name: str) -> None:
-    """Run a sink: postgres (system of record) or search (search index)."""
+    """Run a sink: postgres (system of record), search (search index), ndd (near-duplicates) or people (faces)."""
     from sinks.postgres_sink import PostgresSink
     from sinks.runtime import SinkRunner
     from sinks.search_sink import SearchSink
@@ -121,10 +121,11 @@ def run_sink(name: str) -> None:
 
     from models.registry import enabled_models
     from sinks.ndd_sink import NddSink
+    from sinks.people_sink import PeopleSink
     from sinks.runtime import SinkWriter
 
     writers: dict[str, Callable[[Settings, list[str]], SinkWriter]] = {
-        "postgres": PostgresSink, "search": SearchSink, "ndd": NddSink}
+        "postgres": PostgresSink, "search": SearchSink, "ndd": NddSink, "people": PeopleSink}
     if name not in writers:
         raise typer.BadParameter(f"unknown sink {name!r}; choose from {', '.join(writers)}")
     runner = SinkRunner(settings, writers[name](settings, enabled_models(settings)))

@@ -107,8 +107,11 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
                        semantic_search(settings, "a pet animal", 5))
         if keep_serving:
             console.rule("[bold]API")
-            console.print(f"API on http://127.0.0.1:{settings.ports.api}  (OpenAPI: /docs; "
-                          f"try /v1/search?q=cat). Ctrl-C stops the workers and the stack.")
+            base = f"http://127.0.0.1:{settings.ports.api}"
+            console.print(f"[bold]Web app: {base}/[/bold]  (search and asset pages; log in with an API key to upload "
+                          f"and keep projects: docs/ui.md)")
+            console.print(f"API: {base}/v1/search?q=cat  (OpenAPI: {base}/docs). "
+                          f"Ctrl-C stops the workers and the stack.")
             while True:
                 time.sleep(1)
                 if dead := sup.dead():

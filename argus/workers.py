@@ -43,6 +43,8 @@ def default_workers(settings: Settings, api: bool = False) -> list[Worker]:
     ws += [Worker("sink-postgres", ["run", "sink", "postgres"]), Worker("sink-search", ["run", "sink", "search"])]
     if "pdq" in enabled:  # the near-duplicate index (sinks/ndd_sink.py)
         ws.append(Worker("sink-ndd", ["run", "sink", "ndd"]))
+    if "face_embed" in enabled:  # faces -> persons (sinks/people_sink.py, docs/people.md)
+        ws.append(Worker("sink-people", ["run", "sink", "people"]))
     if api:
         ws.append(Worker("api", ["run", "api"]))
     return ws

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-__all__ = ["ALLOWED_FORMATS", "MediaDecodeError", "load_image", "to_model_input"]
+__all__ = ["ALLOWED_FORMATS", "MediaDecodeError", "load_image", "load_image_sized", "to_model_input"]
 
 # Formats Pillow may try. Restricting them keeps risky decoders (EPS runs Ghostscript) out of reach.
 # Multi-picture JPEGs (MPO, from some cameras) open through the JPEG plugin.
@@ -30,11 +31,19 @@ class MediaDecodeError(ValueError):
         self.reason = reason
 
 
-def load_image(data: bytes, max_pixels: int) -> Image.Image:
+def load_image(data: bytes, max_pixels: int, target: int | None = None) -> Image.Image:
     """Decode ``data`` into an upright RGB image (the first frame of animations).
 
-    The pixel count is checked from the header, before any pixel data is decoded.
+    The pixel count is checked from the header, before any pixel data is decoded. ``target``: the longest
+    side the caller will shrink to; a JPEG is then decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose
+    result is still at least that large (Pillow's ``draft``), which is several times faster and smaller.
     """
+    return load_image_sized(data, max_pixels, target)[0]
+
+
+def load_image_sized(data: bytes, max_pixels: int, target: int | None = None) -> tuple[Image.Image, int, int]:
+    """``load_image`` plus the source's upright width and height (what the image is before any ``target``
+    scaling: the header's size, swapped when the EXIF orientation turns it by 90 degrees)."""
     if not data:
         raise MediaDecodeError("empty file (0 bytes)")
     # Pillow's own bomb guard (a warning above MAX_IMAGE_PIXELS, an error above twice that) stays as a
@@ -51,6 +60,9 @@ def load_image(data: bytes, max_pixels: int) -> Image.Image:
                 f"image too large: {width}x{height} = {width * height} pixels > limit {max_pixels}"
             )
         img.seek(0)  # animated GIF/WebP/APNG, multi-page TIFF: the first frame
+        if target is not None and target > 0 and max(width, height) > 2 * target:
+            scale = target / max(width, height)  # JPEG only (a no-op for other formats); limits checked above
+            img.draft(None, (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
         img.load()  # Pillow refuses truncated data (ImageFile.LOAD_TRUNCATED_IMAGES is False)
     except MediaDecodeError:
         raise
@@ -64,8 +76,11 @@ def load_image(data: bytes, max_pixels: int) -> Image.Image:
         raise MediaDecodeError(reason) from None
     # a broken EXIF block must not lose an otherwise good image
     with contextlib.suppress(Exception):
+        turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # orientations that turn the picture by 90 degrees
         img = ImageOps.exif_transpose(img)
-    return _to_rgb(img)
+        if turned:
+            width, height = height, width
+    return _to_rgb(img), width, height
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -211,6 +211,29 @@ class NddSettings(BaseModel):
     video_min_share: float = 0.3  # ... covering at least this share of the shorter video's good frames
     index: str = "flat"  # faiss binary index: flat (exact, measured fastest at 1M) | mih
     refresh_interval_s: float = 1.0  # how often a query may check PostgreSQL for new hashes
+    # the framing paths inside mode=near (docs/ndd.md "Paths"): content-region hashes and ORB keypoints with
+    # geometric verification; thresholds calibrated on the dev split of benchmarks/ndd_eval.py and frozen here
+    regions: bool = True  # also match the content area / embedded picture hashes (borders, screenshots)
+    keypoints: bool = True  # keypoint candidates + RANSAC verification (crops, overlays, rotations, tilt)
+    index_keypoints: int = 128  # ORB keypoints kept per indexed picture (4x4 grid)
+    query_keypoints: int = 600  # ... per query picture
+    keypoint_candidates: int = 12  # pictures verified per query (the most voted)
+    keypoint_min_votes: int = 5  # query keypoints whose nearest descriptors point at a picture, to verify it
+    min_inliers: int = 10  # RANSAC inliers of one similarity transform that make a near-duplicate
+    min_inliers_homography: int = 20  # ... of one homography (perspective tilt; more freedom, more evidence)
+
+
+class PeopleSettings(BaseModel):
+    """Faces and people (docs/people.md); the thresholds are calibrated by benchmarks/people_eval.py."""
+
+    enabled: bool = True  # global switch: False -> faces are stored as detections only, never recognised
+    detector: str = "dlib"  # face boxes for the descriptors: dlib (HOG, in face_embed) | mtcnn (the face_mtcnn model)
+    match_distance: float = 0.5  # a new face joins the person of its nearest face within this (dlib L2 distance)
+    cluster_distance: float = 0.45  # re-clustering links two loose faces closer than this (Chinese whispers)
+    min_face_px: float = 40.0  # faces smaller than this (canvas pixels) are detections only, never clustered
+    min_sharpness: float = 20.0  # ... and so are blurred ones (variance of the aligned crop's Laplacian)
+    recluster_every: int = 50  # the people sink re-clusters loose faces after this many new clusterable faces
+    descriptors_in_events: bool = False  # True: the annotation events (subscribers) carry the raw descriptors
 
 
 class Settings(BaseSettings):
@@ -248,6 +271,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     feed: FeedSettings = Field(default_factory=FeedSettings)
+    people: PeopleSettings = Field(default_factory=PeopleSettings)
 
     # ---- resolved endpoints -------------------------------------------------------
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import BinaryIO
 
@@ -14,6 +15,9 @@ from core.settings import Settings
 
 class ObjectMissing(LookupError):
     pass
+
+
+_MISSING = ("NoSuchKey", "NoSuchObject", "NotFound", "NoSuchBucket")
 
 
 class ObjectStore:
@@ -64,6 +68,27 @@ class ObjectStore:
         finally:
             resp.close()
             resp.release_conn()
+
+    def get_range(self, key: str, offset: int = 0, length: int = 0, bucket: str | None = None,
+                  chunk: int = 256 * 1024) -> Iterator[bytes]:
+        """Stream ``length`` bytes from ``offset`` (0: to the end) in chunks; ObjectMissing is raised before
+        the first chunk, so a caller can still answer 404. The connection is released when the iterator ends
+        or is closed."""
+        try:
+            resp = self.client.get_object(bucket or self.bucket, key, offset=offset, length=length)
+        except S3Error as exc:
+            if exc.code in _MISSING:
+                raise ObjectMissing(f"object {bucket or self.bucket}/{key} does not exist") from None
+            raise
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from resp.stream(chunk)
+            finally:
+                resp.close()
+                resp.release_conn()
+
+        return chunks()
 
     def presigned_url(self, key: str, filename: str | None = None) -> str:
         headers: dict[str, str | list[str] | tuple[str]] | None = (

@@ -17,16 +17,19 @@ from models.caption_blip import CaptionBlip
 from models.clip import Clip, ClipText
 from models.coco_centernet import CocoCenternet
 from models.efficientnet_lite0 import EfficientNetLite0
+from models.face_embed import FaceEmbed
 from models.face_mtcnn import FaceMtcnn
 from models.nsfw_nudenet import NsfwNudenet
 from models.ocr_ppocr import OcrPpocr
 from models.pdq import PdqHasher
+from models.renditions import Renditions
 from models.text_embed import TextEmbed
 
 MODELS: tuple[type[Model], ...] = (
     EfficientNetLite0,
     PdqHasher,
     FaceMtcnn,
+    FaceEmbed,
     OcrPpocr,
     CocoCenternet,
     NsfwNudenet,
@@ -34,6 +37,7 @@ MODELS: tuple[type[Model], ...] = (
     ClipText,
     CaptionBlip,
     TextEmbed,
+    Renditions,
 )
 
 

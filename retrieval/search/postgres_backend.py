@@ -131,6 +131,12 @@ class PostgresSearchIndex(PostgresSearchWriter, SearchIndex):
         if q.asset_ids is not None:
             clauses.append(sql.SQL("d.asset_id = ANY(%s)"))
             params.append(list(q.asset_ids))
+        # people (docs/people.md): a person given by id or by name (case-insensitive); AND = one EXISTS each
+        for group in [[v] for v in q.persons] + ([list(q.any_persons)] if q.any_persons else []):
+            clauses.append(sql.SQL(
+                "EXISTS (SELECT 1 FROM people_faces pf JOIN people_persons pp ON pp.person_id = pf.person_id "
+                "WHERE pf.asset_id = d.asset_id AND (pp.person_id = ANY(%s) OR lower(pp.name) = ANY(%s)))"))
+            params += [group, [v.lower() for v in group]]
         return sql.SQL(" AND ").join(clauses), params
 
     def _facet_sql(self, q: SearchQuery) -> tuple[list[str], list[sql.Composable], list[Any], list[sql.Composable]]:
@@ -175,6 +181,15 @@ class PostgresSearchIndex(PostgresSearchWriter, SearchIndex):
                     items.append(sql.SQL("json_build_array(%s::text, count(*) FILTER (WHERE " + cond + "))"))
                     params += [label, lo] + ([hi] if hi is not None else [])
                 parts.append(sql.SQL("(SELECT json_build_array({}) FROM m)").format(sql.SQL(", ").join(items)))
+            elif f == "persons":  # assets per (visible) person
+                cols["pf_asset_id"] = sql.SQL("d.asset_id")
+                parts.append(sql.SQL(
+                    "(SELECT coalesce(json_agg(json_build_array(v, n) ORDER BY n DESC, v), '[]') FROM "
+                    "(SELECT pf.person_id AS v, count(DISTINCT m.pf_asset_id) AS n FROM m "
+                    "JOIN people_faces pf ON pf.asset_id = m.pf_asset_id "
+                    "JOIN people_persons pp ON pp.person_id = pf.person_id WHERE NOT pp.hidden "
+                    "GROUP BY 1 ORDER BY n DESC, v LIMIT %s) x)"))
+                params.append(q.facet_size)
         col_sql: list[sql.Composable] = [sql.SQL("{} AS {}").format(expr, sql.Identifier(name))
                                          for name, expr in cols.items()]
         return names, parts, params, col_sql
