@@ -2,7 +2,9 @@
 
 Modes: ``exact`` (the same bytes, or PDQ distance 0), ``near`` (near-duplicates within the
 threshold: re-encoded, rescaled, recoloured, overlaid copies; clips cut from a video; with time
-ranges) and ``similar`` (NOT duplicates: semantic neighbours from the embedding kNN, delegated to
+ranges; and, through the region and keypoint paths, cropped, bordered, screenshotted, overlaid,
+rotated and tilted copies: each match names its ``path``, its ``evidence`` and the shared ``region``
+in both pictures) and ``similar`` (NOT duplicates: semantic neighbours from the embedding kNN, delegated to
 the search index, kept apart on purpose). The index lives in this process (retrieval/ndd/service.py).
 """
 
@@ -14,6 +16,7 @@ from fastapi import APIRouter, File, Form, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import require_scope, settings_of
+from core import db
 from core.imaging import MediaDecodeError, load_image, to_model_input
 from core.settings import Settings
 from core.triton import TritonClient
@@ -51,7 +54,20 @@ def _answer(request: Request, q: QueryMedia, mode: str, threshold: int | None, e
             "threshold": 0 if mode == "exact" else (threshold if threshold is not None else (
                 settings_of(request).ndd.image_threshold if q.media_type == "image"
                 else settings_of(request).ndd.frame_threshold)),
-            "total": len(matches), "matches": [match_to_dict(m) for m in matches[:limit]]}
+            "total": len(matches), "matches": _named([match_to_dict(m) for m in matches[:limit]], settings_of(request))}
+
+
+def _named(matches: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+    """Each match with its asset's file name and title (what a person recognises it by)."""
+    if matches:
+        with db.connect(settings) as conn:
+            names = {r["asset_id"]: r for r in conn.execute(
+                "SELECT asset_id, filename, title FROM assets WHERE asset_id = ANY(%s)",
+                ([m["asset_id"] for m in matches],)).fetchall()}
+        for m in matches:
+            row = names.get(m["asset_id"])
+            m["filename"], m["title"] = (row["filename"], row["title"]) if row else (None, None)
+    return matches
 
 
 @router.get("/assets/{asset_id}")

@@ -48,7 +48,7 @@ def search(
         console.print_json(json.dumps(rows))
         return
     table = Table(title=f"{mode} matches of {file or asset}", title_justify="left")
-    for col in ("#", "relation", "distance", "asset", "type", "where"):
+    for col in ("#", "relation", "path", "evidence", "asset", "type", "where"):
         table.add_column(col)
     for i, r in enumerate(rows, 1):
         where = ""
@@ -58,7 +58,11 @@ def search(
                               for x in r["video"]["ranges"])
         elif "frame_ms" in r:
             where = f"at {r['frame_ms'] / 1000:.1f}s of the video"
-        table.add_row(str(i), r["relation"], str(r.get("distance", r.get("score"))), r["asset_id"][:12],
+        elif "region" in r and r.get("path") != "hash":
+            where = f"query {r['region']['query_box']} = ref {r['region']['ref_box']}"
+        ev = r.get("evidence", {})
+        evidence = f"{ev['inliers']} inliers" if "inliers" in ev else str(r.get("distance", r.get("score")))
+        table.add_row(str(i), r["relation"], str(r.get("path", "")), evidence, r["asset_id"][:12],
                       str(r.get("media_type", "")), where)
     console.print(table)
 

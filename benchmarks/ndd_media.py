@@ -111,22 +111,85 @@ def screenshot(img: Image.Image) -> Image.Image:
     return canvas
 
 
+def blurred_border(img: Image.Image, frac: float = 0.2) -> Image.Image:
+    """The social-media 'blurred fill': the picture on a blown-up, blurred copy of itself."""
+    from PIL import ImageFilter
+
+    w, h = img.size
+    cw, ch = round(w * (1 + 2 * frac)), round(h * (1 + 2 * frac))
+    bg = img.resize((cw, ch), Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(max(4, cw // 40)))
+    bg.paste(img, ((cw - w) // 2, (ch - h) // 2))
+    return bg
+
+
+def screenshot_page(img: Image.Image, seed: int = 0) -> Image.Image:
+    """The picture inside a web page / app post: scaled into a wider canvas with a header, text lines
+    above and beside it, a caption and buttons below (a desktop screenshot of an article)."""
+    rng = np.random.default_rng(seed)
+    w, h = img.size
+    cw = round(w * 1.6)
+    pw = round(w * 0.9)
+    ph = round(h * pw / w)
+    ch = ph + round(h * 0.9)
+    canvas = Image.new("RGB", (cw, ch), (255, 255, 255))
+    d = ImageDraw.Draw(canvas)
+    d.rectangle((0, 0, cw, round(ch * 0.06)), fill=(24, 60, 120))
+    d.text((12, 8), "The Daily Example  |  World  Politics  Sport  Culture", fill=(255, 255, 255))
+    y = round(ch * 0.09)
+    for i in range(4):
+        d.text((20, y + 16 * i), " ".join(("lorem", "ipsum", "dolor", "sit", "amet")[int(rng.integers(0, 5))]
+                                          for _ in range(12)), fill=(40, 40, 40))
+    top = y + 80
+    canvas.paste(img.resize((pw, ph), Image.Resampling.BILINEAR), (20, top))
+    for i in range(12):  # a sidebar
+        d.text((pw + 40, top + 20 * i), f"Most read {i + 1}: headline text", fill=(60, 60, 60))
+    d.text((20, top + ph + 8), "Photo: agency / caption of the picture", fill=(110, 110, 110))
+    d.rectangle((20, top + ph + 30, 120, top + ph + 50), outline=(0, 0, 0))
+    d.text((30, top + ph + 34), "Share", fill=(0, 0, 0))
+    return canvas
+
+
+def tilt(img: Image.Image, amount: float = 0.08) -> Image.Image:
+    """A perspective tilt (a photo of a screen or a print, taken slightly off-axis)."""
+    w, h = img.size
+    dx, dy = amount * w, amount * h
+    # the source quad that maps onto the output rectangle (PIL's QUAD: ul, ll, lr, ur corners)
+    quad = (dx, dy * 0.5, 0, h, w, h - dy * 0.2, w - dx * 0.6, 0)
+    return img.transform((w, h), Image.Transform.QUAD, quad, Image.Resampling.BILINEAR)
+
+
+def banner(img: Image.Image) -> Image.Image:
+    """A thick caption banner with big text across the lower third (meme/news-ticker style)."""
+    from PIL import ImageFont
+
+    out = img.copy()
+    d = ImageDraw.Draw(out)
+    w, h = out.size
+    d.rectangle((0, int(h * 0.70), w, int(h * 0.86)), fill=(250, 250, 250))
+    font = ImageFont.load_default(size=max(10, h // 14))
+    d.text((int(w * 0.04), int(h * 0.72)), "THIS CHANGES EVERYTHING", fill=(0, 0, 0), font=font)
+    return out
+
+
 Transform = Callable[[Image.Image], Image.Image]
 
 
 def image_families() -> dict[str, list[tuple[str, Transform]]]:
-    """Transformation family -> [(name, transform)]; 'mild' families are the targets' scope."""
+    """Transformation family -> [(name, transform)]; 'mild' families are the PDQ targets' scope, the
+    framing families (crops, borders, screenshots, overlays, rotations) the second stage's."""
     def rot(deg: float) -> Transform:
         return lambda im: im.rotate(deg, resample=Image.Resampling.BILINEAR, expand=False)
+
+    def rot_expand(deg: float) -> Transform:
+        return lambda im: im.rotate(deg, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=(255, 255, 255))
+
+    def crops(fracs: tuple[float, ...], wheres: tuple[str, ...]) -> list[tuple[str, Transform]]:
+        return [(f"crop{int(f * 100)}{w}", partial(crop, frac=f, where=w)) for f in fracs for w in wheres]
 
     return {
         "jpeg>=30": [(f"jpeg{q}", partial(jpeg, quality=q)) for q in (75, 50, 30)],
         "jpeg10": [("jpeg10", lambda im: jpeg(im, 10))],
         "scale": [(f"scale{s}", partial(scale, factor=s)) for s in (0.5, 0.25)],
-        "crop<=20%": [(f"crop{int(f * 100)}{w}", partial(crop, frac=f, where=w))
-                      for f in (0.1, 0.2) for w in ("center", "topleft")],
-        "crop30-50%": [(f"crop{int(f * 100)}{w}", partial(crop, frac=f, where=w))
-                       for f in (0.3, 0.5) for w in ("center", "bottomright")],
         "colour": [
             ("bright+30%", lambda im: ImageEnhance.Brightness(im).enhance(1.3)),
             ("dark-30%", lambda im: ImageEnhance.Brightness(im).enhance(0.7)),
@@ -134,18 +197,30 @@ def image_families() -> dict[str, list[tuple[str, Transform]]]:
             ("saturation0", lambda im: ImageEnhance.Color(im).enhance(0.0)),
             ("saturation+80%", lambda im: ImageEnhance.Color(im).enhance(1.8)),
         ],
-        "rotate": [(f"rot{d}", rot(d)) for d in (2, 5, 10)],
-        "overlay": [("text", overlay_text), ("logo", overlay_logo)],
         "mirror": [("mirror", ImageOps.mirror)],
-        "border": [("border10", lambda im: border(im, 0.1)),
-                   ("border25white", lambda im: border(im, 0.25, (255,) * 3))],
-        "screenshot": [("screenshot", screenshot)],
+        "crop10-30%": crops((0.1, 0.2, 0.3), ("center", "topleft", "bottomright")),
+        "crop40-50%": crops((0.4, 0.5), ("center", "topleft", "bottomright")),
+        "border": [("border10black", lambda im: border(im, 0.1)),
+                   ("border25white", lambda im: border(im, 0.25, (255,) * 3)),
+                   ("border30white", lambda im: border(im, 0.3, (255,) * 3)),
+                   ("blurfill15", lambda im: blurred_border(im, 0.15)),
+                   ("blurfill30", lambda im: blurred_border(im, 0.3))],
+        "screenshot": [("phone", screenshot), ("page", screenshot_page)],
+        "overlay": [("text", overlay_text), ("logo", overlay_logo), ("banner", banner)],
+        "rotate<=5": [(f"rot{d}", rot(d)) for d in (2, 5)] + [("rot3expand", rot_expand(3))],
+        "rotate10": [("rot10", rot(10))],
+        "tilt": [("tilt5", lambda im: tilt(im, 0.05)), ("tilt10", lambda im: tilt(im, 0.10))],
         "combined": [("scale0.5+jpeg50+text", lambda im: jpeg(overlay_text(im.resize((im.width // 2, im.height // 2))),
-                                                               50))],
+                                                               50)),
+                     ("crop20+jpeg50+logo", lambda im: jpeg(overlay_logo(crop(im, 0.2, "topleft")), 50))],
     }
 
 
-MILD_FAMILIES = ("jpeg>=30", "scale", "crop<=20%", "colour")
+# the PDQ path's target scope (kept from the first evaluation) and the framing families the region and
+# keypoint paths are for, with their targets (recall >= 0.95 at precision >= 0.99)
+MILD_FAMILIES = ("jpeg>=30", "scale", "colour")
+TARGET_FAMILIES = ("crop10-30%", "border", "screenshot", "overlay", "rotate<=5")
+HARD_FAMILIES = ("crop40-50%", "rotate10", "tilt", "combined")
 
 # ------------------------------------------------------------------------------ videos
 

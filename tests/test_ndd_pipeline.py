@@ -117,6 +117,66 @@ def test_image_and_its_copies_are_near_duplicates_not_other_photos(pipeline_env:
         sup.stop()
 
 
+def test_reframed_copies_are_found_through_the_api_with_path_evidence_and_region(pipeline_env: Settings) -> None:
+    """The copies a desk meets: a crop, a bordered copy, a screenshot and an overlaid copy are found by
+    reverse search (hash | region | keypoints, with the evidence and the shared region); an unrelated photo
+    is not. The archive also holds a screenshot, found from its original by asset id."""
+    s = pipeline_env
+    photos = media.real_photos()
+    sup = Supervisor(s, ndd_workers())
+    sup.start()
+    try:
+        ing = Ingestor(s)
+        archive = {n: photos[n] for n in ("chelsea", "coffee", "astronaut")}
+        ids = {n: ing.ingest_bytes(media.to_jpeg_bytes(img), Metadata(filename=f"{n}.jpg")).asset_id
+               for n, img in archive.items()}
+        shot = media.screenshot(photos["rocket"])  # a phone screenshot (the page layout of rocket: see docs)
+        ids["rocket-shot"] = ing.ingest_bytes(media.to_jpeg_bytes(shot), Metadata(filename="shot.jpg")).asset_id
+        wait_for("4 hashes", lambda: hashed(s, list(ids.values())) == 4)
+        with db.connect(s) as conn:
+            rows = conn.execute("SELECT asset_id, features IS NOT NULL AS f, jsonb_array_length(regions) AS r "
+                                "FROM ndd_hashes").fetchall()
+        assert all(r["f"] for r in rows)  # every picture's keypoints landed with its hash
+        assert {r["asset_id"]: r["r"] for r in rows}[ids["rocket-shot"]] >= 1  # the screenshot's picture
+        client = TestClient(create_app(s))
+        cat = photos["chelsea"]
+        copies = {"crop": (media.crop(cat, 0.3, "bottomright"), "keypoints"),
+                  "border": (media.border(cat, 0.25, (255, 255, 255)), "region"),
+                  "screenshot": (media.screenshot(cat), "region"),
+                  "overlay": (media.banner(cat), "keypoints")}
+        for name, (img, path) in copies.items():
+            r = client.post("/v1/ndd/search", files={"file": (f"{name}.jpg", media.to_jpeg_bytes(img, 85))},
+                            data={"mode": "near"})
+            assert r.status_code == 200, r.text
+            (m,) = r.json()["matches"]
+            assert m["asset_id"] == ids["chelsea"] and m["relation"] == "near" and m["path"] == path, (name, m)
+            assert len(m["region"]["query_box"]) == 4 and len(m["region"]["ref_box"]) == 4
+            if path == "keypoints":
+                assert m["evidence"]["inliers"] >= s.ndd.min_inliers and m["transform"]["kind"] == "similarity"
+            else:
+                assert m["evidence"]["distance"] <= s.ndd.image_threshold
+        # the crop's place in the original is reported (bottom-right 70 % of the area)
+        r = client.post("/v1/ndd/search", files={"file": ("c.jpg", media.to_jpeg_bytes(copies["crop"][0]))})
+        box = r.json()["matches"][0]["region"]["ref_box"]
+        assert box[0] > 0.1 and box[1] > 0.1 and box[2] > 0.95 and box[3] > 0.95
+        # exact mode never takes a framing path
+        r = client.post("/v1/ndd/search", files={"file": ("c.jpg", media.to_jpeg_bytes(copies["crop"][0]))},
+                        data={"mode": "exact"})
+        assert r.json()["matches"] == []
+        # an unrelated photo (not archived, its own crop too) finds nothing
+        for img in (photos["flower"], media.crop(photos["horse"], 0.2)):
+            r = client.post("/v1/ndd/search", files={"file": ("u.jpg", media.to_jpeg_bytes(img))})
+            assert r.status_code == 200 and r.json()["matches"] == [], r.json()
+        # the archived screenshot, from its original; and the other way round by asset id
+        r = client.post("/v1/ndd/search", files={"file": ("rocket.jpg", media.to_jpeg_bytes(photos["rocket"]))})
+        assert [m["asset_id"] for m in r.json()["matches"]] == [ids["rocket-shot"]]
+        assert client.get(f"/v1/ndd/assets/{ids['rocket-shot']}").json()["matches"] == []
+        st = client.get("/v1/ndd/status").json()
+        assert st["keypoint_pictures"] == 4 and st["paths"] == ["hash", "region", "keypoints"]
+    finally:
+        sup.stop()
+
+
 def test_video_subclip_matches_with_time_ranges_but_shared_black_intro_does_not(pipeline_env: Settings) -> None:
     s = pipeline_env
     photos = media.real_photos()
@@ -198,7 +258,12 @@ def test_kill_9_of_the_ndd_sink_leaves_exactly_one_hash_row_per_asset(pipeline_e
             frames_ok = db.scalar(conn, """SELECT bool_and(h.n_frames = (SELECT count(*) FROM ndd_frames f
                                            WHERE f.hash_id = h.id)) FROM ndd_hashes h""")
             stored = db.scalar(conn, "SELECT sum(next_offset) FROM sink_offsets WHERE sink='ndd'")
-        assert tuple(int(x) for x in rows) == (len(ids), len(ids)) and frames_ok
+            # the framing paths' data land in the same row, under the same kills: every picture has its
+            # keypoints, every row carries the current version, regions are well-formed arrays
+            framing_ok = db.scalar(conn, """SELECT bool_and((media_type = 'video' OR features IS NOT NULL)
+                                            AND model_version LIKE %s AND jsonb_typeof(regions) = 'array')
+                                            FROM ndd_hashes""", ("%-orb%",))
+        assert tuple(int(x) for x in rows) == (len(ids), len(ids)) and frames_ok and framing_ok
         topic = s.topic(kafka.annotations_topic("pdq"))
         assert stored == sum(count_records(s, topic).values())  # offsets consistent with the topic
         print(f"\nndd sink exactly-once: {len(ids)} assets, {kills} kill -9 + 1 crash in the commit window")

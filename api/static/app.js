@@ -70,7 +70,25 @@ function hitCard(h) {
       el("a", { class: "name", href: `/asset/${id}`, text: h.title || h.filename || id.slice(0, 12) }),
       el("p", { class: "labels", text: h.detail || (h.labels || []).slice(0, 5).join(", ") })));
   thumbnails(li);
+  if (h.box) outline(img, h.box);
   return li;
+}
+
+function outline(img, box) {
+  // the region a near-duplicate shares with the query, drawn over the (contained) thumbnail
+  const frame = img.parentElement;
+  frame.classList.add("contain");
+  const mark = el("span", { class: "shared", title: "shared region" });
+  frame.append(mark);
+  const place = () => {
+    const W = img.naturalWidth, H = img.naturalHeight, cw = frame.clientWidth, ch = frame.clientHeight;
+    if (!W || !H || img.src.endsWith(PENDING)) { mark.remove(); return; }
+    const s = Math.min(cw / W, ch / H), ox = (cw - W * s) / 2, oy = (ch - H * s) / 2;
+    const [x0, y0, x1, y1] = box;
+    Object.assign(mark.style, { left: `${ox + x0 * W * s}px`, top: `${oy + y0 * H * s}px`,
+                                width: `${(x1 - x0) * W * s}px`, height: `${(y1 - y0) * H * s}px` });
+  };
+  if (img.complete) place(); else img.addEventListener("load", place, { once: true });
 }
 
 function fillGrid(section, hits, emptyText) {
@@ -190,6 +208,30 @@ function assetPage() {
         for (const d of $$(".annotation[data-t]")) d.open = Number(d.dataset.t) === currentT;
       });
     }
+    // transcript: a line seeks the player to when it is said; the line being said is marked while playing
+    const cues = $$("button.cue");
+    const seek = (ms) => {
+      player.currentTime = ms / 1000;
+      player.play().catch(() => {});  // autoplay may be refused: the player still sits at that time
+    };
+    for (const cue of cues) cue.addEventListener("click", () => seek(Number(cue.dataset.t)));
+    if (cues.length) {
+      player.addEventListener("timeupdate", () => {
+        const ms = player.currentTime * 1000;
+        for (const cue of cues) {
+          const on = ms >= Number(cue.dataset.t) && ms < Number(cue.dataset.end) + 250;
+          cue.classList.toggle("now", on);
+          if (on) cue.setAttribute("aria-current", "true"); else cue.removeAttribute("aria-current");
+        }
+      });
+    }
+    // ?t=42.5 (a moment from search): start there
+    const startAt = Number(new URLSearchParams(location.search).get("t"));
+    if (startAt > 0) {
+      player.preload = "metadata";
+      player.currentTime = startAt;
+      player.addEventListener("loadedmetadata", () => { player.currentTime = startAt; }, { once: true });
+    }
   }
   draw();
 
@@ -279,8 +321,11 @@ function examplePage() {
   const ndd = $("#ndd-results");
   const similar = $("#similar-results");
 
-  const nddHit = (m) => ({ asset_id: m.asset_id, filename: m.asset_id.slice(0, 12),
-                           detail: `${m.relation}, distance ${m.distance}` });
+  const evidence = (m) => m.evidence && m.evidence.inliers !== undefined
+    ? `${m.evidence.inliers} matching keypoints` : `distance ${m.distance}`;
+  const nddHit = (m) => ({ asset_id: m.asset_id, filename: m.filename || m.asset_id.slice(0, 12), title: m.title,
+                           box: m.region?.ref_box,
+                           detail: `${m.relation} · found by ${m.path || "hash"} · ${evidence(m)}` });
 
   async function run(file) {
     if (!file) return;

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from core.imaging import MediaDecodeError
 from models.pdq.hashing import MAX_SIDE, hash_array
+from models.pdq.regions import RegionHash, region_hashes
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class FrameHash:
     t_ms: int  # from the first decoded frame of the video
     hash: str
     quality: int
+    regions: tuple[RegionHash, ...] = ()  # letterboxed / bordered frames: the content area's hash
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def sampling_interval_ms(duration_ms: int, fps: float, max_frames: int) -> int:
 
 
 def hash_video(data: bytes, fps: float = 1.0, max_frames: int = 1200, max_pixels: int = 80_000_000,
-               max_side: int = MAX_SIDE) -> VideoHashes:
+               max_side: int = MAX_SIDE, regions: bool = True) -> VideoHashes:
     import av
 
     try:
@@ -72,8 +74,9 @@ def hash_video(data: bytes, fps: float = 1.0, max_frames: int = 1200, max_pixels
                 scale = min(1.0, max_side / max(frame.width, frame.height))
                 small = frame.reformat(width=max(1, round(frame.width * scale)),
                                        height=max(1, round(frame.height * scale)), format="rgb24")
-                h, q = hash_array(small.to_ndarray())
-                frames.append(FrameHash(t_ms, h, q))
+                rgb = small.to_ndarray()
+                h, q = hash_array(rgb)
+                frames.append(FrameHash(t_ms, h, q, tuple(region_hashes(rgb)) if regions else ()))
                 while next_ms <= t_ms:
                     next_ms += interval
                 if len(frames) >= max_frames:

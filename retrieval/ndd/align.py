@@ -22,6 +22,7 @@ class FrameHit:
     ref_asset: str
     ref_ms: int
     distance: int
+    region: bool = False  # found through a frame's content area (letterbox, border), not the whole frame
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class VideoMatch:
     ref_share: float  # of the indexed video's good frames
     mean_distance: float
     ranges: list[TimeRange] = field(default_factory=list)
+    via_region: int = 0  # aligned frames matched through a content area
 
     @property
     def share(self) -> float:
@@ -87,6 +89,7 @@ def align(hits: Iterable[FrameHit], query_good: int, ref_good: dict[str, int], i
             ref_share=min(1.0, len(ref_frames) / max(1, ref_good.get(asset, len(ref_frames)))),
             mean_distance=sum(h.distance for h in chosen) / len(chosen),
             ranges=_ranges(chosen, gap),
+            via_region=sum(h.region for h in chosen),
         ))
     out.sort(key=lambda m: (-m.matched_query_frames, -m.share, m.mean_distance, m.asset_id))
     return out

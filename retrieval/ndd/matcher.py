@@ -9,6 +9,12 @@ and the rules that turn raw hash hits into near-duplicate matches.
 - video frames below ``min_quality`` never count (a shared black intro matches nothing); images
   below ``image_min_quality`` are only ever exact duplicates.
 
+Three paths, tried in this order, each only for pictures the previous ones did not find (docs/ndd.md):
+``hash`` (whole-frame PDQ, above), ``region`` (PDQ of the content area without uniform margins or of the
+picture embedded in a screenshot, on either side: borders, letterboxes, screenshots) and ``keypoints``
+(ORB descriptors vote for candidates, RANSAC verifies one transform: crops, overlays, rotations, tilt).
+Video frames use the hash and region paths.
+
 It holds no database state: the API's service (retrieval/ndd/service.py) feeds it from PostgreSQL,
 the evaluation (benchmarks/ndd_eval.py) feeds it directly.
 """
@@ -21,12 +27,17 @@ from typing import Literal
 import numpy as np
 
 from core.settings import NddSettings
+from models.pdq import features as orb
 from models.pdq import hashing as pdq
+from models.pdq.regions import FULL, Box, RegionHash, region_hashes
 from models.pdq.video import FrameHash
 from retrieval.ndd.align import FrameHit, VideoMatch, align
+from retrieval.ndd.features import FeatureIndex
 from retrieval.ndd.index import HammingIndex
+from retrieval.ndd.verify import Verified, VerifyParams, verify
 
 Relation = Literal["exact", "near"]
+Path = Literal["hash", "region", "keypoints"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,8 @@ class IndexedAsset:
     quality: int
     frames: tuple[FrameHash, ...] = ()  # videos
     interval_ms: int = 1000
+    regions: tuple[RegionHash, ...] = ()  # images: content area / embedded picture hashes
+    features: orb.LocalFeatures | None = None  # images: ORB keypoints
 
 
 @dataclass
@@ -48,6 +61,10 @@ class Match:
     frame_ms: int | None = None  # image<->video: where in the video the picture appears
     query_frame_ms: int | None = None  # video query matched to an image: which query frame
     video: VideoMatch | None = None
+    path: Path = "hash"  # which path found it
+    query_box: Box = FULL  # the shared region in the query ...
+    ref_box: Box = FULL  # ... and in the matched asset (fractions of width/height)
+    verified: Verified | None = None  # keypoints path: inliers, transform
 
     @property
     def score(self) -> float:
@@ -60,6 +77,8 @@ class QueryImage:
     hash: str
     quality: int
     variants: list[str] = field(default_factory=list)  # dihedral hashes (first = hash)
+    regions: list[RegionHash] = field(default_factory=list)
+    features: orb.LocalFeatures | None = None
 
 
 class Matcher:
@@ -67,6 +86,12 @@ class Matcher:
         self.p = params
         self.images: HammingIndex[str] = HammingIndex(params.index)
         self.frames: HammingIndex[tuple[str, int]] = HammingIndex(params.index)
+        # content-region hashes: of pictures (key: asset, region number) and of video frames (asset, t_ms)
+        self.regions: HammingIndex[tuple[str, int]] = HammingIndex(params.index)
+        self.region_frames: HammingIndex[tuple[str, int]] = HammingIndex(params.index)
+        self.features = FeatureIndex()
+        self.verify_params = VerifyParams(min_inliers=params.min_inliers,
+                                          min_inliers_homography=params.min_inliers_homography)
         self.assets: dict[str, IndexedAsset] = {}
         self.good_frames: dict[str, int] = {}
 
@@ -80,6 +105,11 @@ class Matcher:
         img_hashes: list[str] = []
         fr_keys: list[tuple[str, int]] = []
         fr_hashes: list[str] = []
+        rg_keys: list[tuple[str, int]] = []
+        rg_hashes: list[str] = []
+        rf_keys: list[tuple[str, int]] = []
+        rf_hashes: list[str] = []
+        feats: list[tuple[str, orb.LocalFeatures]] = []
         for a in items:
             if a.asset_id in self.assets:
                 self.remove(a.asset_id)
@@ -89,21 +119,44 @@ class Matcher:
                 self.good_frames[a.asset_id] = len(good)
                 fr_keys += [(a.asset_id, f.t_ms) for f in good]
                 fr_hashes += [f.hash for f in good]
+                for f in good:  # a good frame's content area (letterbox removed), if good itself
+                    for r in f.regions:
+                        if r.quality >= self.p.min_quality:
+                            rf_keys.append((a.asset_id, f.t_ms))
+                            rf_hashes.append(r.hash)
             elif a.hash is not None:
                 # low-quality images stay indexed (exact matches) but are flagged at query time
                 img_keys.append(a.asset_id)
                 img_hashes.append(a.hash)
+                for i, r in enumerate(a.regions):
+                    if r.quality >= self.p.image_min_quality:
+                        rg_keys.append((a.asset_id, i))
+                        rg_hashes.append(r.hash)
+                if a.features is not None:
+                    feats.append((a.asset_id, a.features))
         self.images.add(pdq.codes(img_hashes), img_keys)
         self.frames.add(pdq.codes(fr_hashes), fr_keys)
+        self.regions.add(pdq.codes(rg_hashes), rg_keys)
+        self.region_frames.add(pdq.codes(rf_hashes), rf_keys)
+        self.features.add(feats)
 
     def remove(self, asset_id: str) -> None:
         a = self.assets.pop(asset_id, None)
         if a is None:
             return
         self.images.remove(asset_id)
+        for i in range(len(a.regions)):
+            self.regions.remove((asset_id, i))
         for f in a.frames:
             self.frames.remove((asset_id, f.t_ms))
+            self.region_frames.remove((asset_id, f.t_ms))
+        self.features.remove(asset_id)
         self.good_frames.pop(asset_id, None)
+
+    @property
+    def tombstones(self) -> int:
+        return (self.images.tombstones + self.frames.tombstones + self.regions.tombstones
+                + self.region_frames.tombstones + self.features.tombstones // 64)
 
     # -- queries --------------------------------------------------------------------------------
     def query_image(self, q: QueryImage, threshold: int | None = None, exclude: str | None = None,
@@ -119,15 +172,75 @@ class Matcher:
                     best[asset] = d
         out = [Match(a, "image", "exact" if d == 0 else "near", d) for a, d in best.items()
                if self.assets[a].quality >= self.p.image_min_quality or d == 0]
+        found = {m.asset_id for m in out}
+        q_regions = [r for r in q.regions if r.quality >= self.p.image_min_quality] if t > 0 else []
+        if self.p.regions and t > 0 and q.quality >= self.p.image_min_quality:
+            out += self._region_matches(q, q_regions, t, exclude, found)
+            found |= {m.asset_id for m in out}
+        if self.p.keypoints and t > 0 and q.features is not None:
+            out += self._keypoint_matches(q, exclude, found)
         if with_videos and q.quality >= self.p.min_quality:
             ft = min(t, self.p.frame_threshold)
-            in_video: dict[str, tuple[int, int]] = {}
-            for frow in self.frames.range_search(pdq.codes(hashes), ft):
-                for (asset, t_ms), d in frow:
-                    if asset != exclude and (asset not in in_video or d < in_video[asset][0]):
-                        in_video[asset] = (d, t_ms)
-            out += [Match(a, "video", "exact" if d == 0 else "near", d, frame_ms=ms) for a, (d, ms) in in_video.items()]
-        out.sort(key=lambda m: (m.distance, m.asset_id))
+            in_video: dict[str, tuple[int, int, Box, Path]] = {}
+            searches: list[tuple[HammingIndex[tuple[str, int]], list[str], list[Box]]] = [
+                (self.frames, hashes, [FULL] * len(hashes))]
+            if self.p.regions and t > 0:
+                searches += [(self.frames, [r.hash for r in q_regions], [r.box for r in q_regions]),
+                             (self.region_frames, [q.hash], [FULL])]
+            for index, qh, qboxes in searches:
+                for qbox, frow in zip(qboxes, index.range_search(pdq.codes(qh), ft), strict=True):
+                    for (asset, t_ms), d in frow:
+                        if asset != exclude and (asset not in in_video or d < in_video[asset][0]):
+                            via: Path = "hash" if index is self.frames and qbox == FULL else "region"
+                            in_video[asset] = (d, t_ms, qbox, via)
+            out += [Match(a, "video", "exact" if d == 0 and via == "hash" else "near", d, frame_ms=ms, path=via,
+                          query_box=qbox) for a, (d, ms, qbox, via) in in_video.items()]
+        order = {"hash": 0, "region": 1, "keypoints": 2}
+        out.sort(key=lambda m: (order[m.path], m.distance if m.verified is None else -m.verified.inliers,
+                                m.asset_id))
+        return out
+
+    def _region_matches(self, q: QueryImage, q_regions: list[RegionHash], t: int, exclude: str | None,
+                        found: set[str]) -> list[Match]:
+        """Content area against whole picture, whole picture against content area, area against area."""
+        best: dict[str, tuple[int, Box, Box]] = {}
+
+        def consider(asset: str, d: int, qbox: Box, rbox: Box) -> None:
+            if asset == exclude or asset in found or self.assets[asset].quality < self.p.image_min_quality:
+                return
+            if asset not in best or d < best[asset][0]:
+                best[asset] = (d, qbox, rbox)
+
+        if q_regions:
+            for r, row in zip(q_regions, self.images.range_search(pdq.codes([r.hash for r in q_regions]), t),
+                              strict=True):
+                for asset, d in row:
+                    consider(asset, d, r.box, FULL)
+        mine = [(FULL, q.hash)] + [(r.box, r.hash) for r in q_regions]
+        rrows = self.regions.range_search(pdq.codes([h for _b, h in mine]), t)
+        for (qbox, _h), rrow in zip(mine, rrows, strict=True):
+            for (ref, i), d in rrow:
+                consider(ref, d, qbox, self.assets[ref].regions[i].box)
+        return [Match(a, "image", "near", d, path="region", query_box=qb, ref_box=rb)
+                for a, (d, qb, rb) in best.items()]
+
+    def _keypoint_matches(self, q: QueryImage, exclude: str | None, found: set[str]) -> list[Match]:
+        """ORB descriptors vote for candidates; a candidate is a near-duplicate when RANSAC finds one
+        transform that enough keypoints agree on."""
+        assert q.features is not None
+        skip = set(found) | ({exclude} if exclude else set())
+        out: list[Match] = []
+        for asset, _votes in self.features.candidates(q.features.desc, self.p.keypoint_candidates,
+                                                      self.p.keypoint_min_votes, skip):
+            a = self.assets[asset]
+            if a.features is None:
+                continue
+            v = verify(q.features, a.features, self.verify_params)
+            if v is None:
+                continue
+            d = pdq.hamming(q.hash, a.hash) if a.hash else pdq.BITS
+            out.append(Match(asset, "image", "near", float(d), path="keypoints", query_box=v.query_box,
+                             ref_box=v.ref_box, verified=v))
         return out
 
     def query_video(self, frames: list[FrameHash], interval_ms: int, threshold: int | None = None,
@@ -140,13 +253,24 @@ class Matcher:
         hits = [FrameHit(f.t_ms, asset, ref_ms, d)
                 for f, row in zip(good, self.frames.range_search(q_codes, t), strict=True)
                 for (asset, ref_ms), d in row if asset != exclude]
+        if self.p.regions and t > 0:
+            # letterboxed / bordered copies: a frame's content area against whole frames, and the other way
+            qr = [(f, r) for f in good for r in f.regions if r.quality >= self.p.min_quality]
+            hits += [FrameHit(f.t_ms, asset, ref_ms, d, region=True)
+                     for (f, _r), row in zip(qr, self.frames.range_search(pdq.codes([r.hash for _f, r in qr]), t),
+                                             strict=True)
+                     for (asset, ref_ms), d in row if asset != exclude]
+            hits += [FrameHit(f.t_ms, asset, ref_ms, d, region=True)
+                     for f, row in zip(good, self.region_frames.range_search(q_codes, t), strict=True)
+                     for (asset, ref_ms), d in row if asset != exclude]
         out: list[Match] = []
         for vm in align(hits, len(good), self.good_frames, max(interval_ms, 1)):
             need = max(1, min(self.p.video_min_frames, len(good), self.good_frames.get(vm.asset_id, 0)))
             if vm.matched_query_frames < need or vm.share < self.p.video_min_share:
                 continue
-            exact = vm.mean_distance == 0 and vm.query_share == 1.0 and vm.ref_share == 1.0
-            out.append(Match(vm.asset_id, "video", "exact" if exact else "near", vm.mean_distance, video=vm))
+            exact = vm.mean_distance == 0 and vm.query_share == 1.0 and vm.ref_share == 1.0 and not vm.via_region
+            out.append(Match(vm.asset_id, "video", "exact" if exact else "near", vm.mean_distance, video=vm,
+                             path="region" if vm.via_region else "hash"))
         if with_images:
             pictures: dict[str, tuple[int, int]] = {}
             for f, row in zip(good, self.images.range_search(q_codes, min(t, self.p.image_threshold)), strict=True):
@@ -164,7 +288,8 @@ class Matcher:
         if a.media_type == "video":
             return self.query_video(list(a.frames), a.interval_ms, threshold, exclude=asset_id)
         assert a.hash is not None
-        return self.query_image(QueryImage(a.hash, a.quality), threshold, exclude=asset_id)
+        return self.query_image(QueryImage(a.hash, a.quality, regions=list(a.regions), features=a.features),
+                                threshold, exclude=asset_id)
 
     # -- duplicate groups -----------------------------------------------------------------------
     def groups(self, threshold: int | None = None, min_size: int = 2) -> list[list[str]]:
@@ -205,6 +330,11 @@ class Matcher:
         return groups
 
 
-def query_from_image(rgb: np.ndarray) -> QueryImage:
+def query_from_image(rgb: np.ndarray, orig_size: tuple[int, int] | None = None,
+                     params: NddSettings | None = None) -> QueryImage:
+    """A query picture: its hash and dihedral variants, its content regions and its ORB features."""
+    p = params or NddSettings()
     h, q = pdq.hash_array(rgb)
-    return QueryImage(h, q, pdq.dihedral_hashes(rgb))
+    feats = orb.extract(rgb, p.query_keypoints, grid=True, orig_size=orig_size,
+                        detect=3 * p.query_keypoints) if p.keypoints else None
+    return QueryImage(h, q, pdq.dihedral_hashes(rgb), region_hashes(rgb) if p.regions else [], feats)

@@ -9,6 +9,7 @@ API costs nothing. One service per database per process (``shared_service``).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import threading
@@ -23,6 +24,8 @@ from core import db
 from core.imaging import load_image
 from core.settings import Settings
 from models.pdq import hashing as pdq
+from models.pdq.features import LocalFeatures
+from models.pdq.regions import Box, RegionHash
 from models.pdq.video import FrameHash, hash_video
 from producers.ingest import media_type_of, sniff_content_type
 from retrieval.ndd.matcher import IndexedAsset, Match, Matcher, QueryImage, query_from_image
@@ -80,7 +83,7 @@ class NddService:
                 items, _ = self._load(conn, self.checkpoint.max_seq)
                 matcher = self.matcher
                 matcher.upsert(items)
-                if len(matcher) != latest.rows or matcher.images.tombstones + matcher.frames.tombstones > 100_000:
+                if len(matcher) != latest.rows or matcher.tombstones > 100_000:
                     # rows disappeared (or many replaced): rebuild from scratch in the same snapshot
                     items, _ = self._load(conn, 0)
                     matcher = Matcher(self.settings.ndd)
@@ -93,19 +96,23 @@ class NddService:
     @staticmethod
     def _load(conn: db.Conn, since: int) -> tuple[list[IndexedAsset], int]:
         rows = conn.execute(
-            """SELECT id, seq, asset_id, media_type, hash, quality, interval_ms FROM ndd_hashes
+            """SELECT id, seq, asset_id, media_type, hash, quality, interval_ms, regions, features FROM ndd_hashes
                WHERE algorithm=%s AND seq > %s ORDER BY seq""", (ALGORITHM, since)).fetchall()
         frames: dict[int, list[FrameHash]] = {}
         video_ids = [r["id"] for r in rows if r["media_type"] == "video"]
         if video_ids:
             for f in conn.execute(
-                "SELECT hash_id, t_ms, hash, quality FROM ndd_frames WHERE hash_id = ANY(%s) ORDER BY hash_id, t_ms",
+                """SELECT hash_id, t_ms, hash, quality, regions FROM ndd_frames WHERE hash_id = ANY(%s)
+                   ORDER BY hash_id, t_ms""",
                 (video_ids,),
             ):
-                frames.setdefault(f["hash_id"], []).append(FrameHash(f["t_ms"], bytes(f["hash"]).hex(), f["quality"]))
+                frames.setdefault(f["hash_id"], []).append(FrameHash(f["t_ms"], bytes(f["hash"]).hex(), f["quality"],
+                                                                     regions_of(f["regions"])))
         items = [
             IndexedAsset(r["asset_id"], r["media_type"], bytes(r["hash"]).hex() if r["hash"] is not None else None,
-                         r["quality"], tuple(frames.get(r["id"], ())), r["interval_ms"] or 1000)
+                         r["quality"], tuple(frames.get(r["id"], ())), r["interval_ms"] or 1000,
+                         regions_of(r["regions"]),
+                         LocalFeatures.unpack(bytes(r["features"])) if r["features"] is not None else None)
             for r in rows
         ]
         return items, max((r["seq"] for r in rows), default=since)
@@ -121,7 +128,7 @@ class NddService:
                             max_pixels=self.settings.limits.max_image_pixels)
             return QueryMedia("video", sha, frames=vh.frames, interval_ms=vh.interval_ms)
         img = load_image(data, self.settings.limits.max_image_pixels)
-        return QueryMedia("image", sha, image=query_from_image(pdq.to_rgb_array(img)))
+        return QueryMedia("image", sha, image=query_from_image(pdq.to_rgb_array(img), img.size, cfg))
 
     def query_of_asset(self, asset_id: str) -> QueryMedia:
         self.refresh()
@@ -131,7 +138,8 @@ class NddService:
         if a.media_type == "video":
             return QueryMedia("video", asset_id, frames=list(a.frames), interval_ms=a.interval_ms)
         assert a.hash is not None
-        return QueryMedia("image", asset_id, image=QueryImage(a.hash, a.quality))
+        return QueryMedia("image", asset_id, image=QueryImage(a.hash, a.quality, regions=list(a.regions),
+                                                              features=a.features))
 
     def search(self, q: QueryMedia, mode: str = "near", threshold: int | None = None,
                exclude: str | None = None) -> list[Match]:
@@ -169,11 +177,16 @@ class NddService:
 
     def status(self) -> dict[str, Any]:
         cp = self.refresh()
-        return {"assets": cp.rows, "max_seq": cp.max_seq, "image_hashes": len(self.matcher.images),
-                "video_frames": len(self.matcher.frames), "index": self.settings.ndd.index,
-                "thresholds": {"image": self.settings.ndd.image_threshold, "frame": self.settings.ndd.frame_threshold,
-                               "frame_min_quality": self.settings.ndd.min_quality,
-                               "image_min_quality": self.settings.ndd.image_min_quality}}
+        p = self.settings.ndd
+        m = self.matcher
+        return {"assets": cp.rows, "max_seq": cp.max_seq, "image_hashes": len(m.images),
+                "video_frames": len(m.frames), "region_hashes": len(m.regions) + len(m.region_frames),
+                "keypoint_pictures": len(m.features), "keypoint_descriptors": m.features.descriptors,
+                "keypoint_index": m.features.kind, "index": p.index,
+                "paths": ["hash"] + (["region"] if p.regions else []) + (["keypoints"] if p.keypoints else []),
+                "thresholds": {"image": p.image_threshold, "frame": p.frame_threshold,
+                               "frame_min_quality": p.min_quality, "image_min_quality": p.image_min_quality,
+                               "min_inliers": p.min_inliers, "min_inliers_homography": p.min_inliers_homography}}
 
 
 _SERVICES: dict[tuple[str, str], NddService] = {}
@@ -190,9 +203,33 @@ def shared_service(settings: Settings) -> NddService:
         return svc
 
 
+def regions_of(value: Any) -> tuple[RegionHash, ...]:
+    """The ``regions`` jsonb column (or a payload's list) -> RegionHash tuples."""
+    return tuple(RegionHash(Box(*r["box"]), r["hash"], int(r["quality"])) for r in (value or []))
+
+
+def features_of(b64: str | None) -> LocalFeatures | None:
+    return LocalFeatures.unpack(base64.b64decode(b64)) if b64 else None
+
+
 def match_to_dict(m: Match) -> dict[str, Any]:
+    """A match for the API: relation, the path that found it, its evidence and the shared region.
+
+    ``distance`` is the PDQ Hamming distance of the evidence (hash and region paths: of the matched
+    hashes; keypoints path: of the whole frames, for information); ``region`` boxes are fractions of each
+    picture's width and height (x0, y0, x1, y1)."""
     out: dict[str, Any] = {"asset_id": m.asset_id, "media_type": m.media_type, "relation": m.relation,
-                           "distance": round(m.distance, 2), "score": round(m.score, 4)}
+                           "distance": round(m.distance, 2), "score": round(m.score, 4), "path": m.path}
+    evidence: dict[str, Any] = {"distance": round(m.distance, 2)}
+    if m.verified is not None:
+        ver = m.verified
+        evidence.update(inliers=ver.inliers, matches=ver.matches)
+        out["transform"] = {"kind": ver.kind, "scale": ver.scale, "rotation_deg": ver.rotation_deg,
+                            "matrix": ver.matrix}
+        out["score"] = round(min(1.0, ver.inliers / 100), 4)  # keypoints: 100 inliers or more = 1.0
+    out["evidence"] = evidence
+    if m.media_type == "image" or m.path != "hash":
+        out["region"] = {"query_box": m.query_box.as_list(), "ref_box": m.ref_box.as_list()}
     if m.frame_ms is not None:
         out["frame_ms"] = m.frame_ms
     if m.query_frame_ms is not None:
@@ -208,7 +245,7 @@ def match_to_dict(m: Match) -> dict[str, Any]:
 
 
 def image_query(img: Image.Image) -> QueryImage:
-    return query_from_image(pdq.to_rgb_array(img))
+    return query_from_image(pdq.to_rgb_array(img), img.size)
 
 
 __all__ = ["MODES", "NddService", "QueryMedia", "image_query", "match_to_dict", "shared_service"]
