@@ -17,10 +17,13 @@ from api.security import install_security
 from api.upload_routes import router as upload_router
 from api.web_routes import STATIC_DIR
 from core import db
+from core.metrics import refresh_worker_gauges
+from core.service_state import live_state
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore
 from producers.ingest import Ingestor
 from retrieval.search import get_search_index
+from sinks import lifecycle
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,16 +44,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["ops"])
-    def readyz(request: Request) -> dict[str, str]:
+    def readyz(request: Request) -> dict[str, Any]:
         try:
             with db.connect(settings_of(request)) as conn:
                 conn.execute("SELECT 1")
         except Exception as exc:  # noqa: BLE001
             raise HTTPException(503, f"database unavailable: {exc}") from None
+        # under `argus serve`: a crash-looping model is degraded, the API still answers (200), and says so
+        st = live_state(settings_of(request))
+        degraded = st.degraded_models() if st is not None else {}
+        if st is not None:
+            degraded |= {n: r for n, r in st.degraded().items() if not st.workers[n].model}
+        if degraded:
+            return {"status": "degraded", "degraded": degraded}
         return {"status": "ready"}
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
+        refresh_worker_gauges(settings)  # argus_worker_up / _degraded / _restarts under `argus serve`
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # /v1/search and /v1/assets/{id}/similar live in api/search_routes.py (with the other search endpoints)
@@ -67,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def download(request: Request, asset_id: str) -> RedirectResponse:
         with db.connect(settings_of(request)) as conn:
             row = conn.execute("SELECT object_key, filename FROM assets WHERE asset_id=%s", (asset_id,)).fetchone()
-        if row is None:
+            withheld = row is not None and not lifecycle.state_of(conn, asset_id).visible  # docs/metadata.md
+        if row is None or withheld:
             raise HTTPException(404, f"no asset {asset_id}")
         url = request.app.state.store.presigned_url(row["object_key"], row["filename"])
         return RedirectResponse(url, status_code=307)

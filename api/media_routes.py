@@ -26,6 +26,7 @@ from core import db
 from core.settings import Settings
 from core.storage import ObjectMissing, ObjectStore
 from models.renditions import Renditions
+from sinks import lifecycle
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])
 
@@ -104,6 +105,17 @@ class _Lookup:
         return payload
 
 
+def _withheld(request: Request, asset_id: str) -> bool:
+    """Killed, deleted or under embargo (docs/metadata.md): its media is not served (read on every request, so a
+    kill takes effect at once whatever a cache holds). The desk (upload scope) sees an embargoed asset's media."""
+    with db.connect(settings_of(request)) as conn:
+        st = lifecycle.state_of(conn, asset_id)
+    if st.state != "active":
+        return True
+    principal = getattr(request.state, "principal", None)  # set by api.security
+    return st.embargoed and not (principal is not None and principal.allows("upload"))
+
+
 def _lookup(request: Request) -> _Lookup:
     state = request.app.state
     lookup: _Lookup | None = getattr(state, "renditions_lookup", None)
@@ -127,6 +139,8 @@ def rendition(request: Request, asset_id: str, name: str) -> Response:
     m = NAME.match(name)
     if m is None:
         return _not_found(f"unknown rendition {name!r}: thumb, preview or frame-<t_ms>")
+    if _withheld(request, asset_id):
+        return _not_found(f"no asset {asset_id}")
     payload = _lookup(request).get(asset_id)
     if payload is None:
         return _not_found(f"no renditions of asset {asset_id} (yet)")
@@ -191,7 +205,7 @@ def original(request: Request, asset_id: str) -> Response:
     with db.connect(settings) as conn:
         row = conn.execute("SELECT bucket, object_key, content_type, size_bytes, filename FROM assets "
                            "WHERE asset_id=%s", (asset_id,)).fetchone()
-    if row is None:
+    if row is None or _withheld(request, asset_id):
         return _not_found(f"no asset {asset_id}")
     size = int(row["size_bytes"])
     headers = {"Accept-Ranges": "bytes", "ETag": f'"{asset_id}"', "Cache-Control": _cache_control(settings),

@@ -26,3 +26,11 @@ ROUTERS += [live_router, web_router]
 from api.people_routes import router as people_router  # noqa: E402 - people: persons, curation (docs/people.md)
 
 ROUTERS.append(people_router)
+
+from api.rights_routes import router as rights_router  # noqa: E402 - metadata, embargo, kill, delete (docs/metadata.md)
+
+ROUTERS.append(rights_router)
+
+from api.annotate_routes import router as annotate_router  # noqa: E402 - on-demand annotation, REST mirror of gRPC
+
+ROUTERS.append(annotate_router)

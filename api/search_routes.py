@@ -14,13 +14,16 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from api.deps import require_scope, settings_of
 from core import db
 from models.clip import Clip
 from models.registry import get_model
+from retrieval import photo_meta
 from retrieval.query_embed import EmbedUnavailable, QueryEmbedder, Region
+from retrieval.search import moments as moments_q
 from retrieval.search import projects
 from retrieval.search.interface import (
     EXTRA_FACETS,
@@ -32,6 +35,7 @@ from retrieval.search.interface import (
     SearchQuery,
     SearchResult,
 )
+from schemas.events import facet_label
 
 router = APIRouter(prefix="/v1", tags=["search"])
 projects_router = APIRouter(prefix="/v1/projects", tags=["projects"])
@@ -42,6 +46,24 @@ T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------ models
+class MomentOut(BaseModel):
+    """A time in a video or audio file and what matched there (docs/video.md)."""
+
+    asset_id: str
+    kind: Literal["speech", "label", "text", "frame"] = Field(
+        description="speech: words said; label: a label/object/face shown; text: an OCR line; frame: a similar frame")
+    start_ms: int
+    end_ms: int
+    at: str = Field(description="start as people read it: 00:42, 1:02:03")
+    score: float
+    text: str = Field("", description="the segment, label or OCR line")
+    highlight: str | None = Field(None, description="the segment with the matched words between [[ and ]]")
+    language: str | None = None
+    model: str | None = None
+    seek_url: str = Field(description="the original with a media fragment (#t=seconds): a player starts there")
+    page_url: str | None = Field(None, description="the web app's asset page, its player at that time")
+
+
 class HitOut(BaseModel):
     asset_id: str
     score: float
@@ -52,6 +74,10 @@ class HitOut(BaseModel):
     highlight: str | None = None
     uploaded_at: datetime | None = None
     card_url: str
+    rights: dict[str, Any] | None = Field(None, description="credit, byline, copyright, usage terms, embargo "
+                                                            "(docs/metadata.md)")
+    moments: list[MomentOut] = Field(
+        default_factory=list, description="videos/audio with a text query: the best moments (time, what matched)")
 
 
 class SearchOut(BaseModel):
@@ -131,9 +157,32 @@ async def _run(fn: Callable[..., T], *args: Any) -> T:
 
 
 def _hits(request: Request, hits: list[Hit]) -> list[HitOut]:
+    recs = photo_meta.records(settings_of(request), [h.asset_id for h in hits])  # one query for the page
     return [HitOut(asset_id=h.asset_id, score=round(h.score, 6), filename=h.filename, title=h.title,
                    media_type=h.media_type, labels=h.labels, highlight=h.highlight, uploaded_at=h.uploaded_at,
-                   card_url=str(request.url_for("asset_card", asset_id=h.asset_id))) for h in hits]
+                   card_url=str(request.url_for("asset_card", asset_id=h.asset_id)),
+                   rights=photo_meta.rights_summary(recs[h.asset_id]) if h.asset_id in recs else None)
+            for h in hits]
+
+
+def _photo_filters(values: dict[str, list[str]], taken_from: datetime | None, taken_to: datetime | None,
+                   bbox: str | None) -> tuple[list[str], list[NumericRange]]:
+    """Metadata facets as labels, date taken and a GPS bounding box as numeric ranges (docs/metadata.md)."""
+    labels = [facet_label(k, v) for k, vs in values.items() for v in vs]
+    numeric: list[NumericRange] = []
+    if taken_from is not None or taken_to is not None:
+        lo = taken_from.timestamp() if taken_from is not None else None
+        hi = taken_to.timestamp() if taken_to is not None else None
+        numeric.append(NumericRange("taken_at", lo, hi))
+    if bbox:
+        try:
+            west, south, east, north = (float(x) for x in bbox.split(","))
+        except ValueError:
+            raise HTTPException(422, "bbox must be 'west,south,east,north' in degrees") from None
+        if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
+            raise HTTPException(422, "bbox: need -180 <= west <= east <= 180 and -90 <= south <= north <= 90")
+        numeric += [NumericRange("gps_lat", south, north), NumericRange("gps_lon", west, east)]
+    return labels, numeric
 
 
 def _search_out(request: Request, q: SearchQuery, r: SearchResult) -> SearchOut:
@@ -157,7 +206,7 @@ def _parse_num(spec: str) -> NumericRange:
 def search_filters(
     q: Annotated[str | None, Query(max_length=500, description='web-search syntax: words, "a phrase", -not, or')]
     = None,
-    media_type: Annotated[str | None, Query(pattern="^(image|video)$")] = None,
+    media_type: Annotated[str | None, Query(pattern="^(image|video|audio)$")] = None,
     label: Annotated[list[str], Query(description="every label must be present")] = [],  # noqa: B006
     any_label: Annotated[list[str], Query(description="at least one of these labels")] = [],  # noqa: B006
     not_label: Annotated[list[str], Query(description="none of these labels")] = [],  # noqa: B006
@@ -181,8 +230,20 @@ def search_filters(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     facet: Annotated[list[str] | None, Query(description=f"facets to count: {', '.join(FACET_FIELDS + EXTRA_FACETS)}")]
     = None,
+    byline: Annotated[list[str], Query(description="photographer (metadata byline)")] = [],  # noqa: B006
+    credit: Annotated[list[str], Query(description="credit line")] = [],  # noqa: B006
+    iptc_source: Annotated[list[str], Query(description="IPTC source (supplier)")] = [],  # noqa: B006
+    country: Annotated[list[str], Query()] = [],  # noqa: B006
+    city: Annotated[list[str], Query()] = [],  # noqa: B006
+    taken_from: Annotated[datetime | None, Query(description="date taken, from (metadata)")] = None,
+    taken_to: Annotated[datetime | None, Query(description="date taken, up to (inclusive)")] = None,
+    bbox: Annotated[str | None, Query(description="GPS box 'west,south,east,north' in degrees")] = None,
 ) -> SearchQuery:
-    numeric = [_parse_num(s) for s in num]
+    photo_labels, photo_numeric = _photo_filters(
+        {"byline": byline, "credit": credit, "iptc_source": iptc_source, "country": country, "city": city},
+        taken_from, taken_to, bbox)
+    label = [*label, *photo_labels]
+    numeric = [_parse_num(s) for s in num] + photo_numeric
     if face_count_min is not None or face_count_max is not None:
         numeric.append(NumericRange("face_count", face_count_min, face_count_max))
     flags = tuple((k, v) for k, v in (("nsfw", nsfw), ("disturbing", disturbing)) if v != "include")
@@ -213,7 +274,155 @@ async def search(request: Request, query: Filters) -> SearchOut:
     highlights, filters and exact facet counts. Stable order: score (or upload date), then asset id."""
     await _run(_check_project, request, query)
     result = await _run(_index(request).search, query)
-    return _search_out(request, query, result)
+    out = _search_out(request, query, result)
+    timed = [h.asset_id for h in out.hits if h.media_type in ("video", "audio")]
+    if query.text and timed:  # where in each video: spoken words, labels, OCR lines (retrieval/search/moments.py)
+        found = await _run(_best_moments, request, query.text, timed)
+        for h in out.hits:
+            h.moments = [_moment_out(request, m) for m in found.get(h.asset_id, [])]
+    return out
+
+
+# ------------------------------------------------------------------------------ moments (docs/video.md)
+def _best_moments(request: Request, q: str, asset_ids: list[str]) -> dict[str, list[moments_q.Moment]]:
+    with db.connect(settings_of(request)) as conn:
+        return moments_q.best_moments(conn, q, asset_ids)
+
+
+def _moment_out(request: Request, m: moments_q.Moment) -> MomentOut:
+    seconds = f"{m.start_ms / 1000:.3f}".rstrip("0").rstrip(".")
+    try:
+        page: str | None = f"{request.url_for('asset_page', asset_id=m.asset_id)}?t={seconds}"
+    except Exception:  # noqa: BLE001 - starlette's NoMatchFound: the web app is not mounted
+        page = None
+    return MomentOut(asset_id=m.asset_id, kind=m.kind, start_ms=m.start_ms, end_ms=m.end_ms,
+                     at=moments_q.clock(m.start_ms), score=round(m.score, 6), text=m.text, highlight=m.highlight,
+                     language=m.language, model=m.model,
+                     seek_url=f"{request.url_for('original', asset_id=m.asset_id)}#t={seconds}", page_url=page)
+
+
+class MomentsOut(BaseModel):
+    q: str
+    moments: list[MomentOut]
+
+
+@router.get("/moments", response_model=MomentsOut)
+async def search_moments(
+    request: Request,
+    q: Annotated[str, Query(min_length=1, max_length=500, description='words said: words, "a phrase", -not')],
+    language: Annotated[str | None, Query(pattern="^[a-z]{2,3}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    per_asset: Annotated[int | None, Query(ge=1, le=100)] = None,
+) -> MomentsOut:
+    """Moments where ``q`` is said, across every video and audio file: each with its time, the segment with the
+    matched words highlighted and a seekable URL. Best match first, then earliest."""
+    def run() -> list[moments_q.Moment]:
+        with db.connect(settings_of(request)) as conn:
+            return moments_q.search_speech(conn, q, limit=limit, language=language, per_asset=per_asset)
+
+    found = await _run(run)
+    return MomentsOut(q=q, moments=[_moment_out(request, m) for m in found])
+
+
+class SegmentOut(BaseModel):
+    start_ms: int
+    end_ms: int
+    at: str
+    text: str
+    language: str | None
+
+
+class TranscriptOut(BaseModel):
+    asset_id: str
+    status: str | None = Field(description="ok, silent, no_audio, partial, capped; null: not transcribed (yet)")
+    note: str | None = None
+    language: str | None = None
+    language_probability: float | None = None
+    processed_ms: int | None = None
+    skipped_ms: int | None = None
+    model_version: str | None = None
+    segments: list[SegmentOut]
+
+
+def _transcript(request: Request, asset_id: str) -> TranscriptOut:
+    with db.connect(settings_of(request)) as conn:
+        if conn.execute("SELECT 1 FROM assets WHERE asset_id=%s", (asset_id,)).fetchone() is None:
+            raise LookupError(f"unknown asset {asset_id}")
+        segs = moments_q.transcript(conn, asset_id)
+        row = conn.execute(
+            """SELECT model_version, payload FROM annotations WHERE asset_id=%s AND keyframe_ms IS NULL
+               AND payload->>'kind' = 'transcript' ORDER BY produced_at DESC LIMIT 1""", (asset_id,)).fetchone()
+    p = row["payload"] if row else {}
+    return TranscriptOut(
+        asset_id=asset_id, status=p.get("status"), note=p.get("note"), language=p.get("language"),
+        language_probability=p.get("language_probability"), processed_ms=p.get("processed_ms"),
+        skipped_ms=p.get("skipped_ms"), model_version=row["model_version"] if row else None,
+        segments=[SegmentOut(start_ms=s.start_ms, end_ms=s.end_ms, at=moments_q.clock(s.start_ms), text=s.text,
+                             language=s.language) for s in segs])
+
+
+@router.get("/assets/{asset_id}/transcript", response_model=TranscriptOut)
+async def transcript(request: Request, asset_id: str) -> TranscriptOut:
+    """What is said in a video or audio file, segment by segment, and the transcription's status."""
+    return await _run(_transcript, request, asset_id)
+
+
+def _subtitles(request: Request, asset_id: str, fmt: str) -> str:
+    with db.connect(settings_of(request)) as conn:
+        if conn.execute("SELECT 1 FROM assets WHERE asset_id=%s", (asset_id,)).fetchone() is None:
+            raise LookupError(f"unknown asset {asset_id}")
+        segs = moments_q.transcript(conn, asset_id)
+    return moments_q.to_webvtt(segs) if fmt == "vtt" else moments_q.to_srt(segs)
+
+
+@router.get("/assets/{asset_id}/transcript.vtt", response_class=PlainTextResponse)
+async def transcript_vtt(request: Request, asset_id: str) -> PlainTextResponse:
+    """The transcript as WebVTT subtitles (a <track> for the player)."""
+    body = await _run(_subtitles, request, asset_id, "vtt")
+    return PlainTextResponse(body, media_type="text/vtt; charset=utf-8")
+
+
+@router.get("/assets/{asset_id}/transcript.srt", response_class=PlainTextResponse)
+async def transcript_srt(request: Request, asset_id: str) -> PlainTextResponse:
+    """The transcript as SubRip (.srt) subtitles."""
+    body = await _run(_subtitles, request, asset_id, "srt")
+    return PlainTextResponse(body, media_type="application/x-subrip; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{asset_id[:16]}.srt"'})
+
+
+class FrameMomentsOut(BaseModel):
+    model: str
+    query_t_ms: int | None
+    moments: list[MomentOut]
+
+
+@router.get("/assets/{asset_id}/moments/similar", response_model=FrameMomentsOut)
+async def similar_moments(
+    request: Request, asset_id: str, model: str = "efficientnet_lite0",
+    t_ms: Annotated[int | None, Query(ge=0, description="the keyframe nearest this time (videos); "
+                                                        "images: leave out")] = None,
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    per_asset: Annotated[int, Query(ge=1, le=10)] = 1,
+) -> FrameMomentsOut:
+    """More like this, by moment: the keyframes (video, time) nearest to a keyframe of this video (or to this
+    image's vector), at most ``per_asset`` per video."""
+    index = _index(request)
+
+    def run() -> tuple[int | None, list[moments_q.Moment]]:
+        with db.connect(settings_of(request)) as conn:
+            found = moments_q.frame_vector(conn, asset_id, model, t_ms)
+            if found is not None:
+                vec, at = found
+                return at, moments_q.similar_frames(conn, model, vec, k=k, exclude=(asset_id, at),
+                                                    per_asset=per_asset)
+        vector = index.vector_of(asset_id, model)
+        if vector is None:
+            raise LookupError(f"no {model} vector for asset {asset_id}")
+        with db.connect(settings_of(request)) as conn:
+            return None, moments_q.similar_frames(conn, model, vector, k=k, per_asset=per_asset)
+
+    at, found = await _run(run)
+    return FrameMomentsOut(model=model, query_t_ms=at, moments=[_moment_out(request, m) for m in found])
 
 
 # ------------------------------------------------------------------------------ more like this
@@ -235,7 +444,19 @@ async def _image_knn(request: Request, data: bytes, region: Region | None, model
     await _run(_check_project, request, query)
     vec = await _run(_embedder(request).image, model, data, region)
     hits = await _run(_index(request).knn, model, vec, k, query, exclude)
-    return KnnOut(model=model, k=k, hits=_hits(request, hits))
+    out = KnnOut(model=model, k=k, hits=_hits(request, hits))
+    videos = [h.asset_id for h in out.hits if h.media_type == "video"]
+    if videos:  # "this video, at 00:42": the keyframe of each video hit nearest to the query picture
+        frames = await _run(_best_frames, request, model, vec, videos)
+        for h in out.hits:
+            if h.asset_id in frames:
+                h.moments = [_moment_out(request, frames[h.asset_id])]
+    return out
+
+
+def _best_frames(request: Request, model: str, vec: list[float], asset_ids: list[str]) -> dict[str, moments_q.Moment]:
+    with db.connect(settings_of(request)) as conn:
+        return moments_q.best_frames(conn, model, vec, asset_ids)
 
 
 @router.post("/search/image", response_model=KnnOut, dependencies=[Depends(read_access)])

@@ -26,16 +26,20 @@ from api.cards import load_card
 from api.deps import settings_of
 from api.search_routes import search_filters
 from api.security import KEY_COOKIE, principal_of
+from core import db
 from core.auth import Principal
 from core.settings import Settings
 from models.registry import all_models, enabled_models, unavailable_models
+from retrieval import photo_meta
 from retrieval.people import queries as people
 from retrieval.query_embed import EmbedUnavailable, QueryEmbedder
+from retrieval.search import moments as moments_q
 from retrieval.search import projects
 from retrieval.search.interface import (
     EXTRA_FACETS,
     FACET_FIELDS,
     PEOPLE_FACETS,
+    PHOTO_FACETS,
     Hit,
     QueryError,
     SearchIndex,
@@ -53,6 +57,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                 "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 PAGE_SIZE = 48
+# a photo's metadata facets in the sidebar (docs/metadata.md); a click filters on the prefixed label
+WEB_PHOTO_FACETS = ("credit", "byline", "country", "city", "taken_month")
 MODES = ("text", "semantic", "hybrid")
 SESSION_S = 12 * 3600
 T = TypeVar("T")
@@ -84,8 +90,13 @@ def _highlight(text: str) -> Markup:
     return out if parts.count("<b>") == parts.count("</b>") else escape(_B.sub("", text))
 
 
-templates.env.globals.update(url=_url, toggle=_toggle)
+templates.env.globals.update(url=_url, toggle=_toggle, photo_facets=WEB_PHOTO_FACETS)
+# a result's labels without the prefixed facet labels ("credit:afp": shown as the credit, counted in its facet)
+templates.env.filters["plain_labels"] = lambda labels: [lb for lb in labels if lb.partition(":")[0] not in PHOTO_FACETS]
 templates.env.filters["highlight"] = _highlight
+templates.env.filters["clock"] = moments_q.clock
+# a moment's snippet marks its matches with [[ ]] (retrieval/search/moments.py): shown like search highlights
+templates.env.filters["moment_hl"] = lambda t: _highlight(t.replace("[[", "<b>").replace("]]", "</b>"))
 templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
 templates.env.filters["when"] = lambda d: d.strftime("%Y-%m-%d %H:%M") if isinstance(d, datetime) else ""
 templates.env.filters["kb"] = lambda n: f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
@@ -133,7 +144,7 @@ def expected_models(settings: Settings) -> dict[str, list[str]]:
     """The models that report a state for every new asset, by media type (the upload page's chips)."""
     gone = unavailable_models(settings, enabled_models(settings))
     models = {m.name: m for m in all_models(settings)}
-    out: dict[str, list[str]] = {"image": [], "video": []}
+    out: dict[str, list[str]] = {"image": [], "video": [], "audio": []}
     for name in enabled_models(settings):
         if name in gone or name not in models:
             continue
@@ -179,7 +190,8 @@ def _search(request: Request, params: dict[str, Any], page: int) -> dict[str, An
         uploaded_to=_day(params.get("to"), end=True), face_count_min=face[0], face_count_max=face[1],
         nsfw=params.get("nsfw") or "include", sort=params.get("sort") or "relevance", limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE, num=[], any_label=[], not_label=[], disturbing="include",
-        facet=[*FACET_FIELDS, *EXTRA_FACETS, *(PEOPLE_FACETS if settings.search_backend == "postgres" else ())])
+        facet=[*FACET_FIELDS, *EXTRA_FACETS, *WEB_PHOTO_FACETS,
+               *(PEOPLE_FACETS if settings.search_backend == "postgres" else ())])
     project = projects.get_project(settings, query.project) if query.project else None
     note = None
     if mode == "text" or not query.has_text:
@@ -198,7 +210,15 @@ def _search(request: Request, params: dict[str, Any], page: int) -> dict[str, An
             result = SearchResult(total=len(hits), hits=hits)
             note = "Meaning search ranks the nearest assets; facets count word search only."
     ids = list(result.facets.get("persons", {})) + list(params["person"])
-    return {"result": result, "nsfw": _nsfw_of(index, result.hits), "project": project, "note": note,
+    timed = [h.asset_id for h in result.hits if h.media_type in ("video", "audio")]
+    found_moments: dict[str, list[moments_q.Moment]] = {}
+    if query.text and timed:  # where in each video the words are said or the thing is shown (docs/video.md)
+        with db.connect(settings) as conn:
+            found_moments = moments_q.best_moments(conn, query.text, timed)
+    return {"result": result, "moments": found_moments, "nsfw": _nsfw_of(index, result.hits), "project": project,
+            "note": note,
+            "rights": {a: photo_meta.rights_summary(r)
+                       for a, r in photo_meta.records(settings, [h.asset_id for h in result.hits]).items()},
             "pages": max(1, -(-min(result.total, 9800) // PAGE_SIZE)),
             "names": people.person_names(settings, ids) if ids else {}}
 
@@ -218,7 +238,7 @@ async def search_page(request: Request) -> Response:
         page = 1
     error = None
     found: dict[str, Any] = {"result": SearchResult(0, []), "nsfw": set(), "project": None, "note": None, "pages": 1,
-                             "names": {}}
+                             "names": {}, "rights": {}, "moments": {}}
     try:
         found = await _call(_search, request, params, page)
     except HTTPException as exc:
@@ -255,8 +275,9 @@ def _overlays(card: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _asset_context(request: Request, asset_id: str) -> dict[str, Any] | None:
     settings = settings_of(request)
-    card = load_card(settings, asset_id)
-    if card is None:
+    # the desk (upload scope) sees an embargoed asset, with its embargo; a killed or deleted one nobody sees here
+    card = load_card(settings, asset_id, include_hidden=_can(request, "upload"))
+    if card is None or card["lifecycle"]["state"] != "active":
         return None
     media = card["asset"]["media_type"]
     expected = expected_models(settings).get(media, [])
@@ -273,7 +294,10 @@ def _asset_context(request: Request, asset_id: str) -> dict[str, Any] | None:
         project_list = []
     flagged = any(isinstance(a["payload"], dict) and a["payload"].get("kind") == "nsfw" and a["payload"].get("nsfw")
                   for a in card["annotations"])
+    transcript = next((a["payload"] for a in card["annotations"] if a["keyframe_ms"] is None
+                       and isinstance(a["payload"], dict) and a["payload"].get("kind") == "transcript"), None)
     return {"card": card, "asset": card["asset"], "models": models, "similar": similar, "projects": project_list,
+            "transcript": transcript,
             "overlays": _overlays(card), "nsfw": flagged, "expected": expected,
             "faces": people.asset_faces(settings, asset_id)}
 

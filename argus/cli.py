@@ -70,6 +70,40 @@ def status() -> None:
     for s in EmbeddedStack(_settings()).status():
         table.add_row(s.name, str(s.running), str(s.healthy), str(s.pid or ""), s.endpoint or "", str(s.log_path))
     console.print(table)
+    _service_status(_settings())
+
+
+def _service_status(settings: Settings) -> None:
+    """`argus serve`'s workers: state, PID, restarts, lag (records and seconds, from PostgreSQL), and why one is
+    degraded."""
+    from argus.service import worker_lag
+    from core.service_state import live_state, read_state
+
+    st = live_state(settings)
+    if st is None:
+        last = read_state(settings)
+        console.print("argus serve: not running" + (f" (last state from {last.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC, "
+                                                    f"supervisor pid {last.supervisor_pid})" if last else ""))
+        return
+    try:
+        lag = worker_lag(settings, st.workers)
+    except Exception as exc:  # noqa: BLE001 - PostgreSQL down: the states still show
+        console.print(f"[yellow]lag unavailable: {exc}[/yellow]")
+        lag = {}
+    table = Table("worker", "state", "pid", "restarts", "last exit", "lag (records)", "lag (s)")
+    colour = {"running": "green", "degraded": "red", "backoff": "yellow"}
+    for w in st.workers.values():
+        lg = lag.get(w.name)
+        c = colour.get(w.state, "white")
+        table.add_row(w.name, f"[{c}]{w.state}[/{c}]", str(w.pid or ""), str(w.restarts),
+                      "" if w.last_exit_code is None else str(w.last_exit_code),
+                      "" if lg is None else str(lg.records), "" if lg is None else f"{lg.seconds:.1f}")
+    console.print(f"argus serve: {st.state}, supervisor pid {st.supervisor_pid}, "
+                  f"since {st.started_at:%Y-%m-%d %H:%M:%S} UTC")
+    console.print(table)
+    for w in st.workers.values():
+        if w.reason and w.state in ("degraded", "backoff"):
+            console.print(f"[red]{w.name}[/red] {w.state}: {w.reason}")
 
 
 @app.command()
@@ -84,6 +118,14 @@ def migrate() -> None:
 
 
 # ------------------------------------------------------------------------------ workers
+@run_app.callback()
+def _run_worker() -> None:
+    """Started by `argus serve`: ask the kernel for SIGTERM when the supervisor dies (no orphans)."""
+    from argus.service import die_with_supervisor
+
+    die_with_supervisor()
+
+
 @run_app.command("relay")
 def run_relay() -> None:
     """Publish the outbox to Kafka."""
@@ -110,7 +152,8 @@ def run_processor(model: str) -> None:
 
 @run_app.command("sink")
 def run_sink(name: str) -> None:
-    """Run a sink: postgres (system of record), search (search index), ndd (near-duplicates) or people (faces)."""
+    """Run a sink: postgres (system of record), search (search index), ndd (near-duplicates), people (faces) or
+    aggregate (one assets.annotated event per asset)."""
     from sinks.postgres_sink import PostgresSink
     from sinks.runtime import SinkRunner
     from sinks.search_sink import SearchSink
@@ -120,12 +163,14 @@ def run_sink(name: str) -> None:
     from collections.abc import Callable
 
     from models.registry import enabled_models
+    from sinks.aggregate_sink import AggregateSink
     from sinks.ndd_sink import NddSink
     from sinks.people_sink import PeopleSink
     from sinks.runtime import SinkWriter
 
     writers: dict[str, Callable[[Settings, list[str]], SinkWriter]] = {
-        "postgres": PostgresSink, "search": SearchSink, "ndd": NddSink, "people": PeopleSink}
+        "postgres": PostgresSink, "search": SearchSink, "ndd": NddSink, "people": PeopleSink,
+        "aggregate": AggregateSink}
     if name not in writers:
         raise typer.BadParameter(f"unknown sink {name!r}; choose from {', '.join(writers)}")
     runner = SinkRunner(settings, writers[name](settings, enabled_models(settings)))
@@ -142,6 +187,20 @@ def run_api(host: str = "127.0.0.1", port: int | None = None) -> None:
 
     settings = _settings()
     uvicorn.run(create_app(settings), host=host, port=port or settings.ports.api, log_level="info")
+
+
+@run_app.command("grpc")
+def run_grpc(host: str | None = None, port: int | None = None) -> None:
+    """Serve on-demand annotation over gRPC (Annotate, AnnotateStream; health + reflection), docs/interfaces.md."""
+    from api.grpc_service import serve
+
+    _logging()
+    settings = _settings()
+    if host is not None:
+        settings.annotate.host = host
+    if port is not None:
+        settings.ports.grpc = port
+    serve(settings)
 
 
 @app.command("watch")
@@ -253,6 +312,20 @@ def schemas() -> None:
 
     for p in write():
         console.print(str(p))
+
+
+@app.command()
+def serve(
+    stack: Annotated[bool, typer.Option("--stack/--no-stack",
+                                        help="run the embedded servers (else: external ones)")] = True,
+    api: Annotated[bool, typer.Option("--api/--no-api", help="run the HTTP API and web app")] = True,
+    only: Annotated[list[str] | None, typer.Option(help="run only these workers (repeatable), e.g. relay")] = None,
+) -> None:
+    """Run the stack, every worker and the API as a supervised service (restarts, crash loops, drain on SIGTERM)."""
+    from argus.service import run_service
+
+    _logging()
+    raise typer.Exit(run_service(_settings(), manage_stack=stack, api=api, only=only, echo=console.print))
 
 
 @app.command()

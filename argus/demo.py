@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 from rich.console import Console
@@ -10,8 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from api.render import print_hits, print_search
 from argus import pipeline
 from argus.samples import export_samples
+from argus.service import Service, service_workers
 from argus.stack.manager import EmbeddedStack
-from argus.workers import Supervisor, Worker, default_workers
 from core import db, kafka
 from core.settings import Settings
 from models.registry import enabled_models, unavailable_models
@@ -38,11 +39,12 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
     db.migrate(settings)
     kafka.ensure_topics(settings, kafka.all_topics(settings, enabled))
 
-    workers = default_workers(settings)
-    if keep_serving:
-        workers.append(Worker("api", ["run", "api"]))
-    sup = Supervisor(settings, workers)
-    sup.start()
+    # the same supervised service as `argus serve`: a crashed worker is restarted, a crash-looping one is marked
+    # degraded and the rest keep running (argus/service.py)
+    svc = Service(settings, service_workers(settings, api=keep_serving))
+    svc.run_in_thread()
+    sup = svc.sup
+    signal.signal(signal.SIGTERM, lambda *_: svc.stop_event.set())
     console.print(f"workers: {', '.join(f'{n} (pid {p})' for n, p in sup.pids().items())}; "
                   f"logs in {settings.abs_state_dir / 'logs'}")
     try:
@@ -61,8 +63,8 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
 
             def show(p: pipeline.Progress) -> None:
                 bar.update(task, completed=p.finished)
-                if dead := sup.dead():
-                    raise RuntimeError(f"worker(s) exited: {dead}; see {settings.abs_state_dir / 'logs'}")
+                if why := svc.state.degraded().get(f"processor-{MODEL}"):
+                    raise RuntimeError(f"processor-{MODEL} is degraded: {why}")
 
             final = pipeline.wait_until_done(settings, ids, MODEL, timeout, show)
         if not final.done:
@@ -112,14 +114,12 @@ def run_demo(settings: Settings, keep_serving: bool = True, timeout: float = 600
                           f"and keep projects: docs/ui.md)")
             console.print(f"API: {base}/v1/search?q=cat  (OpenAPI: {base}/docs). "
                           f"Ctrl-C stops the workers and the stack.")
-            while True:
-                time.sleep(1)
-                if dead := sup.dead():
-                    console.print(f"[red]worker(s) exited: {dead}")
-                    return 1
+            console.print("Serving under the supervisor (crashed workers are restarted; `argus status` shows "
+                          "each worker's state, restarts and lag).")
+            svc.stop_event.wait()
         return 0
     except KeyboardInterrupt:
         return 0
     finally:
-        sup.stop()
+        svc.shutdown()
         stack.down()

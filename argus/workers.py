@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.settings import SETTINGS_ENV, Settings
-from models.registry import enabled_models, unavailable_models
+from models.registry import enabled_models, processor_instances, unavailable_models
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def default_workers(settings: Settings, api: bool = False) -> list[Worker]:
         log.warning("processor %s not started: model unavailable: %s", m, why)
     for m in (m for m in enabled if m not in skip):
         ws += [Worker(f"processor-{m}" + (f"-{i}" if i else ""), ["run", "processor", m])
-               for i in range(settings.processor.instances)]
+               for i in range(processor_instances(settings, m))]
     ws += [Worker("sink-postgres", ["run", "sink", "postgres"]), Worker("sink-search", ["run", "sink", "search"])]
     if "pdq" in enabled:  # the near-duplicate index (sinks/ndd_sink.py)
         ws.append(Worker("sink-ndd", ["run", "sink", "ndd"]))
@@ -47,6 +47,8 @@ def default_workers(settings: Settings, api: bool = False) -> list[Worker]:
         ws.append(Worker("sink-people", ["run", "sink", "people"]))
     if api:
         ws.append(Worker("api", ["run", "api"]))
+        if settings.annotate.grpc_enabled:  # on-demand annotation over gRPC (api/grpc_service.py)
+            ws.append(Worker("grpc", ["run", "grpc"]))
     return ws
 
 

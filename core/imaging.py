@@ -12,13 +12,16 @@ import io
 import math
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 __all__ = ["ALLOWED_FORMATS", "MediaDecodeError", "load_image", "load_image_sized", "to_model_input"]
 
 # Formats Pillow may try. Restricting them keeps risky decoders (EPS runs Ghostscript) out of reach.
-# Multi-picture JPEGs (MPO, from some cameras) open through the JPEG plugin.
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+# Multi-picture JPEGs (MPO, from some cameras) open through the JPEG plugin. HEIC/HEIF (iPhone photos) through
+# pillow-heif's plugin (libheif), AVIF through Pillow's own.
+pillow_heif.register_heif_opener()
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF", "AVIF")
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _SRGB = ImageCms.createProfile("sRGB")
 

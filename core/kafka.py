@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 TOPIC_UPLOADED = "media.uploaded"
 TOPIC_DLQ = "media.dlq"
+TOPIC_LIFECYCLE = "media.lifecycle"  # kills, deletes, restores, embargoes, edits (docs/metadata.md)
+TOPIC_ANNOTATED = "assets.annotated"  # one event per asset when its expected models are final
 
 
 def annotations_topic(model: str) -> str:
@@ -64,7 +66,7 @@ def consumer(settings: Settings, group: str, **overrides: Any) -> Consumer:
 
 
 def all_topics(settings: Settings, models: list[str]) -> list[str]:
-    return [settings.topic(TOPIC_UPLOADED), settings.topic(TOPIC_DLQ)] + [
+    return [settings.topic(TOPIC_UPLOADED), settings.topic(TOPIC_DLQ), settings.topic(TOPIC_LIFECYCLE)] + [
         settings.topic(annotations_topic(m)) for m in models
     ]
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from core.service_state import live_state
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,29 @@ RELAY_ERRORS = Counter("argus_relay_errors_total", "Relay iterations that failed
 
 # ---- API ---------------------------------------------------------------------------------------
 API_REJECTED = Counter("argus_api_rejected_total", "Requests refused by the security layer", ["reason"])
+# on-demand annotation (api/annotate.py): transport = grpc | rest
+ANNOTATE_SECONDS = Histogram("argus_annotate_seconds", "On-demand annotation requests answered", ["transport"],
+                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+ANNOTATE_ERRORS = Counter("argus_annotate_errors_total", "On-demand annotation requests refused or failed",
+                          ["transport", "code"])
+
+# ---- argus serve's workers (read from the supervisor's state file, core/service_state.py) -----------
+WORKER_UP = Gauge("argus_worker_up", "1 while the supervised worker runs", ["worker"])
+WORKER_DEGRADED = Gauge("argus_worker_degraded", "1 while the worker is degraded (crash loop; not restarted)",
+                        ["worker", "model"])
+WORKER_RESTARTS = Gauge("argus_worker_restarts", "Restarts of the worker since the supervisor started", ["worker"])
+
+
+def refresh_worker_gauges(settings: Settings) -> None:
+    """Set the argus_worker_* gauges from a running supervisor's state file (nothing when none runs)."""
+    st = live_state(settings)
+    if st is None:
+        return
+    for w in st.workers.values():
+        WORKER_UP.labels(w.name).set(1 if w.state in ("running", "starting") else 0)
+        WORKER_DEGRADED.labels(w.name, w.model or "").set(1 if w.state == "degraded" else 0)
+        WORKER_RESTARTS.labels(w.name).set(w.restarts)
+
 
 # ---- liveness / readiness ------------------------------------------------------------------------
 UP = Gauge("argus_ready", "1 when the service reports ready", ["service"])

@@ -34,6 +34,7 @@ class Ports(BaseModel):
     triton_grpc: int = 18001
     triton_metrics: int = 18002
     api: int = 8080
+    grpc: int = 50051  # on-demand annotation (api/grpc_service.py, docs/interfaces.md)
 
 
 class KafkaSettings(BaseModel):
@@ -67,6 +68,10 @@ class TritonSettings(BaseModel):
     url: str | None = None  # host:port of Triton's HTTP endpoint; None -> embedded
     timeout_s: float = 60.0
     model_config_name: str = "cpu"  # configs/<name>.pbtxt; production uses config.pbtxt
+    # "auto": the embedded server sizes each model's instances and ORT threads from the cores (core/placement.py),
+    # never below configs/cpu.pbtxt; "shipped": configs/cpu.pbtxt as is
+    placement: str = "auto"
+    cores: int | None = None  # None -> the process's CPU affinity
     # models the embedded server loads; None -> the enabled models served by Triton (models.registry.triton_models)
     models: list[str] | None = None
 
@@ -82,20 +87,31 @@ class LimitSettings(BaseModel):
             "image/gif",
             "image/tiff",
             "image/bmp",
+            "image/heic",  # iPhone photos (pillow-heif)
+            "image/avif",
             "video/mp4",
             "video/quicktime",
             "video/webm",
             "video/x-matroska",
+            # audio-only assets (the speech model; docs/video.md)
+            "audio/wav",
+            "audio/mpeg",
+            "audio/flac",
+            "audio/ogg",
+            "audio/mp4",
         ]
     )
 
 
 class ProcessorSettings(BaseModel):
-    instances: int = 1  # processes per model in the consumer group (<= partitions)
+    instances: int | None = None  # processes per model in the consumer group (<= partitions); None -> placement
     infer_concurrency: int = 2  # a batch goes to Triton as this many parallel requests (one per instance)
     batch_size: int = 16
     batch_timeout_ms: int = 50
     retry_max_wait_s: float = 30.0  # backoff cap while Triton/S3 are unreachable (retried forever, never dropped)
+    # decode a JPEG at the DCT scale the model needs (Model.input_side); False: full resolution (the baseline
+    # benchmarks.suite compares against)
+    scaled_decode: bool = True
 
 
 class VideoSettings(BaseModel):
@@ -109,12 +125,42 @@ class VideoSettings(BaseModel):
     max_side: int = 1280  # frames are downscaled to this while decoding
 
 
+class SpeechSettings(BaseModel):
+    """The speech model (models/speech_whisper.py, docs/video.md): bounded audio per asset."""
+
+    max_minutes: float = 120.0  # audio decoded per asset; the rest is reported as skipped (Transcript.skipped_ms)
+    language: str | None = None  # force a language (ISO 639-1) instead of detecting it per chunk
+
+
 class ObservabilitySettings(BaseModel):
     """Each worker's ops endpoint: /metrics (Prometheus), /healthz (liveness), /readyz (readiness)."""
 
     port: int = 0  # 0 = off (tests); production: one port per container, e.g. 9400
     host: str = "127.0.0.1"  # 0.0.0.0 inside a container so Prometheus can scrape it
     lag_interval_s: float = 5.0  # how often consumer lag / outbox backlog gauges are refreshed
+
+
+class ServiceSettings(BaseModel):
+    """``argus serve``: how the supervisor restarts workers (argus/service.py, docs/deployment.md)."""
+
+    backoff_initial_s: float = 1.0  # first restart delay after a crash; doubles per consecutive crash
+    backoff_max_s: float = 30.0  # restart delay cap
+    stable_after_s: float = 60.0  # a worker that ran this long has recovered: its backoff starts over
+    crash_loop_exits: int = 5  # this many exits within crash_loop_window_s -> the worker is degraded
+    crash_loop_window_s: float = 120.0
+    degraded_retry_s: float = 600.0  # a degraded worker is tried once more after this long (0 = never)
+    drain_timeout_s: float = 60.0  # SIGTERM -> workers finish their batches; SIGKILL after this long
+
+
+class AnnotateSettings(BaseModel):
+    """On-demand annotation (gRPC ``Annotate``/``AnnotateStream`` and ``POST /v1/annotate``; api/annotate.py)."""
+
+    host: str = "127.0.0.1"  # where the gRPC server binds; expose it deliberately
+    grpc_enabled: bool = True  # run the gRPC worker under `argus serve`
+    max_bytes: int = 32 * 1024 * 1024  # an asset given as bytes or fetched from a URL; more -> RESOURCE_EXHAUSTED
+    default_deadline_s: float = 60.0  # when the client sets no deadline
+    fetch_timeout_s: float = 20.0  # a URL's download (each operation and the whole body)
+    workers: int = 8  # concurrent model runs (threads) in one server
 
 
 class SecuritySettings(BaseModel):
@@ -269,9 +315,12 @@ class Settings(BaseSettings):
     clip: ClipSettings = Field(default_factory=ClipSettings)
     api_keys: list[str] = Field(default_factory=lambda: ["dev-key"])
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
     feed: FeedSettings = Field(default_factory=FeedSettings)
     people: PeopleSettings = Field(default_factory=PeopleSettings)
+    speech: SpeechSettings = Field(default_factory=SpeechSettings)
 
     # ---- resolved endpoints -------------------------------------------------------
     @property

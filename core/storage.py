@@ -90,6 +90,27 @@ class ObjectStore:
 
         return chunks()
 
+    def remove(self, key: str) -> None:
+        """Delete one object; a missing object is not an error (a retried purge)."""
+        try:
+            self.client.remove_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code not in _MISSING:
+                raise
+
+    def remove_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix``; returns how many there were."""
+        keys = [o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+                if o.object_name]
+        for key in keys:
+            self.remove(key)
+        return len(keys)
+
+    def copy(self, src: str, dst: str) -> None:
+        from minio.commonconfig import CopySource
+
+        self.client.copy_object(self.bucket, dst, CopySource(self.bucket, src))
+
     def presigned_url(self, key: str, filename: str | None = None) -> str:
         headers: dict[str, str | list[str] | tuple[str]] | None = (
             {"response-content-disposition": f'inline; filename="{filename}"'} if filename else None

@@ -79,6 +79,11 @@ class Model:
     # True: the version's suffix is the sha256 prefix of whatever weights were configured (CLIP, BLIP)
     version_from_weights: ClassVar[bool] = False
     max_batch: ClassVar[int] = 32  # rows per Triton request (<= config.pbtxt max_batch_size)
+    # the longest side the model looks at: a JPEG is decoded at the smallest DCT scale still at least this large
+    # (core.imaging.load_image ``target``: 24 MP -> 1/8 scale costs ~1/6 of a full decode); None = full resolution
+    input_side: ClassVar[int | None] = None
+    # in-process ms per item on one core (benchmarks.models): its share of the cores (core/placement.py)
+    cpu_cost_ms: ClassVar[float] = 50.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

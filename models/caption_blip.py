@@ -83,6 +83,8 @@ def to_model_input(img: Image.Image) -> np.ndarray:
 
 class CaptionBlip(Model):
     name = "caption_blip"
+    cpu_cost_ms = 3400  # docs/models.md throughput
+    input_side = SIZE
     task = "captioning"
     version = "blip"  # + "-<sha256 prefix of the configured weights file>" (version_from_weights)
     source_package = "ARGUS_CAPTION__WEIGHTS (BLIP save_pretrained folder)"
@@ -151,7 +153,7 @@ class CaptionBlip(Model):
         params = {"MAX_NEW_TOKENS": np.array([cfg.max_new_tokens], np.int32),
                   "NUM_BEAMS": np.array([cfg.num_beams], np.int32)}
         return [Item(event, ms, {"IMAGE": to_model_input(img), **params})
-                for ms, img in media_frames(self.settings, event, data, self.max_keyframes)]
+                for ms, img in media_frames(self.settings, event, data, self.max_keyframes, target=self.input_side)]
 
     def to_payloads(self, outputs: dict[str, np.ndarray], n: int) -> list[AnnotationPayload]:
         result: list[AnnotationPayload] = []

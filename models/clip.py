@@ -572,6 +572,8 @@ class ClipText(_OpenClipTower):
 
 class Clip(_OpenClipTower):
     name = "clip"
+    cpu_cost_ms = 65  # docs/models.md throughput
+    input_side = IMAGE_SIZE
     task = "image-embedding+zero-shot (CLIP image tower)"
     companions = ("clip_text",)
     text_model = "clip_text"
@@ -602,7 +604,7 @@ class Clip(_OpenClipTower):
         return tokenizer_for(str(arch))
 
     def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
-        frames = media_frames(self.settings, event, data)
+        frames = media_frames(self.settings, event, data, target=self.input_side)
         return [Item(event, ms, {"IMAGE": to_clip_input(img)}) for ms, img in frames]
 
     def embed_texts(self, triton: TritonClient, texts: list[str]) -> np.ndarray:

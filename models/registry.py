@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
+from core.placement import ModelPlacement, has_threads, plan, shipped_instances, usable_cores
 from core.settings import Settings
 from models.base import Model
 from models.caption_blip import CaptionBlip
@@ -19,10 +20,12 @@ from models.coco_centernet import CocoCenternet
 from models.efficientnet_lite0 import EfficientNetLite0
 from models.face_embed import FaceEmbed
 from models.face_mtcnn import FaceMtcnn
+from models.media_metadata import MediaMetadataModel
 from models.nsfw_nudenet import NsfwNudenet
 from models.ocr_ppocr import OcrPpocr
 from models.pdq import PdqHasher
 from models.renditions import Renditions
+from models.speech_whisper import SpeechWhisper
 from models.text_embed import TextEmbed
 
 MODELS: tuple[type[Model], ...] = (
@@ -38,6 +41,8 @@ MODELS: tuple[type[Model], ...] = (
     CaptionBlip,
     TextEmbed,
     Renditions,
+    SpeechWhisper,
+    MediaMetadataModel,
 )
 
 
@@ -101,6 +106,33 @@ def triton_models(settings: Settings) -> list[str]:
                   if m in classes and classes[m].served_by_triton]
     skip = unavailable_models(settings, candidates)  # no weights configured / optional extra missing
     return [m for m in candidates if m not in skip]
+
+
+def placement(settings: Settings) -> dict[str, ModelPlacement]:
+    """Instances, ORT threads and processors per Triton-served model on this host (core/placement.py). Every model
+    with a shipped ``configs/cpu.pbtxt`` is placed (tests load extra models later); the cores are shared among the
+    models this installation runs, the others keep their shipped floor."""
+    classes = model_classes(settings)
+    configs: dict[str, str] = {}
+    for name, cls in classes.items():
+        path = settings.triton_repo / name / "configs" / "cpu.pbtxt"
+        if cls.served_by_triton and path.exists():
+            configs[name] = path.read_text()
+    floors = {n: shipped_instances(c) for n, c in configs.items()}
+    threaded = {n: has_threads(c) for n, c in configs.items()}
+    running = [n for n in triton_models(settings) if n in configs]
+    placed = plan(settings.triton.cores or usable_cores(), {n: classes[n].cpu_cost_ms for n in running},
+                  floors=floors, threaded=threaded, infer_concurrency=settings.processor.infer_concurrency,
+                  partitions=settings.kafka.partitions)
+    return {n: placed.get(n) or ModelPlacement(floors[n], 1, 1) for n in configs}
+
+
+def processor_instances(settings: Settings, model: str) -> int:
+    """``processor.instances`` if set, else the placement's (1 for models Triton does not serve)."""
+    if settings.processor.instances is not None:
+        return settings.processor.instances
+    placed = placement(settings).get(model) if settings.triton.placement == "auto" else None
+    return placed.processors if placed is not None else 1
 
 
 def repo_problems(settings: Settings) -> list[str]:

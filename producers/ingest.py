@@ -63,15 +63,30 @@ def sniff_content_type(head: bytes) -> str | None:
         brand = head[8:12]
         if brand == b"qt  ":
             return "video/quicktime"
-        if brand in (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1"):
-            return None  # still-image HEIF/AVIF: not supported yet
+        if brand in (b"avif", b"avis"):
+            return "image/avif"
+        if brand in (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"):  # HEIF stills (iPhone photos)
+            return "image/heic"
+        if brand in (b"M4A ", b"M4B "):
+            return "audio/mp4"
         return "video/mp4"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head.startswith(b"fLaC"):
+        return "audio/flac"
+    if head.startswith(b"OggS"):
+        return "audio/ogg"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+                                   and head[1] & 0x06 != 0):  # ID3 tag, or an MPEG audio frame sync (layer I-III)
+        return "audio/mpeg"
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "video/webm" if b"webm" in head[:64] else "video/x-matroska"
     return None
 
 
 def media_type_of(content_type: str) -> str:
+    if content_type.startswith("audio/"):
+        return "audio"
     return "video" if content_type.startswith("video/") else "image"
 
 

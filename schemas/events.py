@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION: Literal[1] = 1
 
-MediaType = Literal["image", "video"]
+MediaType = Literal["image", "video", "audio"]
 
 
 def utcnow() -> datetime:
@@ -35,6 +35,7 @@ class SearchFields:
 
     labels: list[str] = field(default_factory=list)  # keyword facets + full text
     text: str = ""  # extra full text (OCR lines, captions)
+    title_text: str = ""  # full text weighted like the asset's title (a photo's headline, caption, keywords)
     numeric: dict[str, float] = field(default_factory=dict)  # e.g. face_count, nsfw_score
     embedding: list[float] | None = None  # kNN vector for this model (one per asset and model version)
 
@@ -379,9 +380,156 @@ class Renditions(_Payload):
         return {}
 
 
+class SpokenWord(BaseModel):
+    """One word of a transcript with its time (from the recognizer's word alignment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start_ms: int = Field(ge=0)
+    end_ms: int = Field(ge=0)
+    word: str
+    p: float = Field(ge=0.0, le=1.0, description="The recognizer's probability of the word")
+
+
+class SpeechSegment(BaseModel):
+    """A stretch of speech (a voice-activity region, split by the recognizer) and what was said."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start_ms: int = Field(ge=0, description="From the start of the asset")
+    end_ms: int = Field(ge=0)
+    text: str
+    language: str | None = Field(None, description="The language detected for the chunk holding it")
+    avg_logprob: float = Field(description="Mean token log-probability (low: unreliable text)")
+    no_speech_prob: float = Field(ge=0.0, le=1.0)
+    words: list[SpokenWord] = Field(default_factory=list)
+
+
+class Transcript(_Payload):
+    """What is said in a video's or audio file's sound, segment by segment with times (the speech model).
+
+    ``scope="chunk"``: one window of the audio (``keyframe_ms`` = its start), adds nothing to search;
+    ``scope="asset"``: the whole transcript (``keyframe_ms`` None), what search indexes and subtitles export."""
+
+    kind: Literal["transcript"] = "transcript"
+    scope: Literal["chunk", "asset"] = "asset"
+    status: Literal["ok", "no_audio", "silent", "partial", "undecodable", "capped"] = Field(
+        description="ok; no_audio (no audio stream); silent (no speech found); partial (the audio stream is "
+                    "damaged: transcribed up to the damage, see note); undecodable (a video whose audio stream "
+                    "cannot be decoded at all, see note); capped (longer than speech.max_minutes)")
+    language: str | None = Field(None, description="ISO 639-1 code of the language spoken most")
+    language_probability: float = Field(0.0, ge=0.0, le=1.0)
+    duration_ms: int | None = Field(None, description="The audio's duration, when the container says")
+    processed_ms: int = Field(0, ge=0, description="How much audio was transcribed")
+    skipped_ms: int = Field(0, ge=0, description="Audio beyond the cap, not transcribed")
+    note: str | None = Field(None, description="Why status is not ok, for a human")
+    source_rate: int = Field(0, ge=0, description="The audio stream's sample rate (Hz)")
+    source_channels: int = Field(0, ge=0)
+    segments: list[SpeechSegment] = Field(default_factory=list)
+
+    def search_fields(self) -> SearchFields:
+        if self.scope == "chunk":
+            return SearchFields()  # the asset-level transcript carries the text (no double counting)
+        # "speech" (something is said) and the language as a prefixed label: the "language" facet
+        # (retrieval/search/interface.py SPEECH_FACETS), filtered and counted like the other prefixed labels
+        labels = (["speech"] + ([f"language:{self.language}"] if self.language else [])) if self.segments else []
+        return SearchFields(labels=labels, text="\n".join(s.text for s in self.segments),
+                            numeric={"speech_segments": float(len(self.segments)),
+                                     "speech_ms": float(sum(s.end_ms - s.start_ms for s in self.segments))})
+
+    def label_scores(self) -> dict[str, float]:
+        return {lb: self.language_probability for lb in self.search_fields().labels}
+
+
+# ---------------------------------------------------------------------------- embedded metadata
+# Facets of the metadata record travel as prefixed labels ("credit:reuters"): every engine already indexes,
+# filters and counts labels exactly, so a facet needs no new column (retrieval/search/interface.py META_FACETS).
+META_FACETS = ("byline", "credit", "iptc_source", "country", "city", "taken_month", "taken_day")
+
+
+def facet_label(facet: str, value: str) -> str:
+    return f"{facet}:{' '.join(value.split()).lower()}"
+
+
+def is_facet_label(label: str) -> bool:
+    head, sep, _ = label.partition(":")
+    return bool(sep) and head in META_FACETS
+
+
+class ImageRegion(BaseModel):
+    """An IPTC image region (Iptc4xmpExt:ImageRegion): a named area, e.g. a person shown."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str | None = None
+    role: str | None = None
+    box: Box | None = Field(None, description="Rectangle regions in relative units; None for other shapes")
+
+
+class MediaMetadata(_Payload):
+    """What the file says about itself (IPTC IIM, XMP, EXIF; a video's container tags; an XMP sidecar; an agency
+    document), normalised to one record (docs/metadata.md lists every field and where it goes)."""
+
+    kind: Literal["media_metadata"] = "media_metadata"
+    headline: str | None = None
+    title: str | None = Field(None, description="Object name / dc:title (a short slug, not the caption)")
+    caption: str | None = Field(None, description="Description / caption-abstract")
+    byline: list[str] = Field(default_factory=list, description="Creators (photographers)")
+    byline_title: str | None = None
+    credit: str | None = Field(None, description="Credit line to print with the image")
+    source: str | None = Field(None, description="Supplier / original owner (IPTC Source)")
+    copyright: str | None = None
+    usage_terms: str | None = Field(None, description="Rights usage terms / licence text")
+    licence_url: str | None = Field(None, description="xmpRights:WebStatement")
+    instructions: str | None = Field(None, description="Special instructions (e.g. an embargo note)")
+    keywords: list[str] = Field(default_factory=list)
+    subject_codes: list[str] = Field(default_factory=list, description="IPTC subject / media topic codes")
+    location: str | None = Field(None, description="Sublocation")
+    city: str | None = None
+    region: str | None = Field(None, description="Province / state")
+    country: str | None = None
+    country_code: str | None = None
+    date_created: str | None = Field(None, description="As written (ISO 8601), with its time zone when known")
+    taken_at: datetime | None = Field(None, description="date_created in UTC (local time taken as UTC if no zone)")
+    gps_lat: float | None = Field(None, ge=-90.0, le=90.0)
+    gps_lon: float | None = Field(None, ge=-180.0, le=180.0)
+    gps_alt: float | None = None
+    make: str | None = None
+    camera_model: str | None = None
+    lens: str | None = None
+    orientation: int | None = Field(None, ge=1, le=8)
+    width: int | None = Field(None, ge=0)
+    height: int | None = Field(None, ge=0)
+    digital_source_type: str | None = Field(None, description="IPTC digital source type URI")
+    ai_generated: bool = Field(False, description="The digital source type says trained algorithmic media")
+    regions: list[ImageRegion] = Field(default_factory=list)
+    formats: list[str] = Field(default_factory=list, description="Where it came from: iptc, xmp, exif, sidecar, "
+                                                                    "container, ninjs, newsml")
+    warnings: list[str] = Field(default_factory=list, description="What was skipped or repaired, and why")
+    raw: dict[str, str] = Field(default_factory=dict, description="The tags as read (values truncated)")
+
+    def search_fields(self) -> SearchFields:
+        # headline and caption rank like a title (keywords too: labels are); names and places are text and facets
+        title_text = "\n".join(x for x in (self.headline, self.title, self.caption) if x)
+        labels = {k.strip().lower() for k in self.keywords if k.strip()}
+        for facet, values in (("byline", self.byline), ("credit", [self.credit]), ("iptc_source", [self.source]),
+                              ("country", [self.country]), ("city", [self.city])):
+            labels |= {facet_label(facet, v) for v in values if v and v.strip()}
+        numeric: dict[str, float] = {}
+        if self.taken_at is not None:
+            labels |= {facet_label("taken_month", self.taken_at.strftime("%Y-%m")),
+                       facet_label("taken_day", self.taken_at.strftime("%Y-%m-%d"))}
+            numeric["taken_at"] = self.taken_at.timestamp()
+        if self.gps_lat is not None and self.gps_lon is not None:
+            numeric |= {"gps_lat": self.gps_lat, "gps_lon": self.gps_lon}
+        if self.ai_generated:
+            labels.add("ai_generated")
+        text = " ".join(x for x in (*self.byline, self.credit, self.source, self.location, self.city, self.region,
+                                    self.country) if x)
+        return SearchFields(labels=sorted(labels), text=text, title_text=title_text, numeric=numeric)
+
+
 AnnotationPayload = Annotated[
     ImageClassification | FaceDetection | OcrText | TextEmbedding | VideoSummary | PerceptualHash
-    | ObjectDetection | NsfwDetection | ClipEmbedding | Caption | Renditions | FaceDescriptors,
+    | ObjectDetection | NsfwDetection | ClipEmbedding | Caption | Renditions | FaceDescriptors | Transcript
+    | MediaMetadata,
     Field(discriminator="kind")
 ]
 
@@ -418,12 +566,99 @@ class DeadLetter(_Event):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+# ---------------------------------------------------------------------------- media.lifecycle
+class MediaLifecycle(_Event):
+    """Rights and lifecycle of an asset (docs/metadata.md): a kill (withdrawn: gone from every index, kept as a
+    tombstone), a delete (gone, original included), a restore, an embargo or a metadata edit. The state is in
+    PostgreSQL (``asset_lifecycle``) before the event is published; subscribers and the sinks apply it."""
+
+    schema_: Literal["media.lifecycle"] = Field("media.lifecycle", alias="schema")
+    asset_id: str
+    action: Literal["kill", "delete", "restore", "embargo", "edit"]
+    seq: int = Field(ge=1, description="The asset's lifecycle sequence number (higher = later)")
+    reason: str | None = None
+    actor: str | None = None
+    embargo_until: datetime | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------------------- the per-asset aggregate
+class ModelOutcome(BaseModel):
+    """One expected model's final word on the asset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    status: Literal["done", "failed", "skipped"] = Field(
+        description="done: its annotation is in; failed: dead-lettered (reason); skipped: nothing to do "
+                    "(e.g. a text embedding of an asset without text)")
+    model_version: str | None = None
+    annotation_id: str | None = Field(None, description="The annotation's id (videos: the summary's)")
+    reason: str | None = None
+
+
+class MergedLabel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    score: float = Field(ge=0.0, le=1.0, description="The best score any model gave it")
+    models: list[str]
+
+
+class EmbeddingRef(BaseModel):
+    """Where an embedding is, not the vector: fetch it with the annotation id (topic annotations.<model>,
+    the API's asset card, or PostgreSQL ``annotations``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    model_version: str
+    annotation_id: str
+    dim: int = Field(ge=1)
+
+
+class AssetInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    filename: str
+    content_type: str
+    size_bytes: int = Field(ge=0)
+    title: str | None = None
+    description: str | None = None
+    source: str | None = None
+    collection: str | None = None
+    uploaded_at: datetime
+
+
+class AssetAnnotated(_Event):
+    """The asset is fully annotated: every model expected for it (the active models for its media type when
+    the upload was read) is final. One event per asset; a model that lands later (a new model, a new version)
+    emits an update that names the event it supersedes. The id is a hash of the content and ``occurred_at``
+    the newest input's time, so a re-emission is a byte-identical duplicate."""
+
+    schema_: Literal["assets.annotated"] = Field("assets.annotated", alias="schema")
+    asset_id: str
+    media_type: MediaType
+    supersedes: str | None = Field(None, description="The event id of the previous assets.annotated of this asset")
+    asset: AssetInfo
+    models: list[ModelOutcome] = Field(description="Every expected (or later added) model, by name")
+    labels: list[MergedLabel] = Field(description="Labels, objects, faces and flags of every model, merged")
+    text: dict[str, str] = Field(description="Per model: its free text (OCR lines, captions, transcripts)")
+    numeric: dict[str, float] = Field(description="<model>.<name>: e.g. face_mtcnn.face_count, nsfw.nsfw_score")
+    embeddings: list[EmbeddingRef] = Field(description="By reference, never inline")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 E = TypeVar("E", bound=_Event)
 
 EVENT_TYPES: dict[str, type[_Event]] = {
     "media.uploaded": MediaUploaded,
     "annotation": Annotation,
     "dead_letter": DeadLetter,
+    "assets.annotated": AssetAnnotated,
+    "media.lifecycle": MediaLifecycle,
 }
 
 

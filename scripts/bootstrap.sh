@@ -64,3 +64,6 @@ apt_install() {  # apt_install <command> <packages...>
 apt_install npm nodejs npm
 apt_install docker-compose docker-compose
 apt_install chromium chromium chromium-driver
+#   espeak-ng: test speech for the speech model (tests/test_model_speech_whisper.py, benchmarks/speech_eval.py); without
+#              it those tests are skipped with the reason
+apt_install espeak-ng espeak-ng

@@ -27,6 +27,7 @@ from core.settings import Settings
 from core.storage import ObjectMissing, ObjectStore
 from models.face_embed import descriptor_from_bytes, descriptor_key
 from schemas.events import Annotation, FaceDescriptors, parse
+from sinks import lifecycle
 from sinks.people import assign
 from sinks.runtime import SinkWriter
 from sinks.validation import check_annotation_topic, check_known_assets
@@ -67,6 +68,8 @@ class PeopleSink(SinkWriter):
             check_annotation_topic(self.settings, m.topic(), a)
             anns.append(a)
         check_known_assets(conn, [a.asset_id for a in anns])
+        dead = lifecycle.tombstoned(conn, [a.asset_id for a in anns])  # killed/deleted: never faces again
+        anns = [a for a in anns if a.asset_id not in dead]
         if any(isinstance(a.payload, FaceDescriptors) and a.payload.faces for a in anns):
             assign.lock(conn)  # curation (retrieval/people/curation.py) waits for this batch, and vice versa
         applied = 0

@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 from core import kafka
 from core.db import Conn
 from schemas.events import Annotation, DeadLetter, parse
+from sinks import lifecycle
 from sinks.runtime import SinkWriter
 from sinks.validation import check_annotation_topic
 
@@ -31,15 +32,23 @@ class PostgresSink(SinkWriter):
 
     def write(self, conn: Conn, msgs: list[Message]) -> int:
         dlq = self.settings.topic(kafka.TOPIC_DLQ)
-        applied = 0
+        anns: list[Annotation] = []
+        letters: list[DeadLetter] = []
         for m in msgs:
             if m.topic() == dlq:
-                applied += self._dead_letter(conn, parse(m.value(), DeadLetter))
+                letters.append(parse(m.value(), DeadLetter))
             else:
                 a = parse(m.value(), Annotation)
                 check_annotation_topic(self.settings, m.topic(), a)  # model must match its topic
-                applied += self._annotation(conn, a)
-        return applied
+                anns.append(a)
+        # a killed or deleted asset keeps no annotation and no status: a late or replayed annotation, or the
+        # dead letter of a processor that found its original gone, is dropped (docs/metadata.md)
+        dead = lifecycle.tombstoned(conn, [a.asset_id for a in anns] + [d.asset_id for d in letters if d.asset_id])
+        # objects a processor wrote for it after the kill's purge (it crashed before publishing, or dead-lettered
+        # on the retry because the original was gone): removed now, idempotently
+        lifecycle.purge_late(conn, self.settings, dead, anns)
+        applied = sum(self._dead_letter(conn, d) for d in letters if d.asset_id not in dead)
+        return applied + sum(self._annotation(conn, a) for a in anns if a.asset_id not in dead)
 
     @staticmethod
     def _annotation(conn: Conn, a: Annotation) -> int:

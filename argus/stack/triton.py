@@ -17,7 +17,8 @@ from pathlib import Path
 
 from argus.stack.base import Service
 from core.packages import package_dir
-from models.registry import triton_models
+from core.placement import apply_to_config
+from models.registry import placement, triton_models
 from models.triton_backend import install_backend
 
 
@@ -80,10 +81,30 @@ class TritonService(Service):
             # an open keep-alive client connection otherwise holds shutdown for 30 s
             "--exit-timeout-secs=5",
             "--model-control-mode=explicit",
-            f"--model-config-name={self.settings.triton.model_config_name}",
+            f"--model-config-name={self.config_name}",
         ]
         args += [f"--load-model={model}" for model in self.models]
         return args
+
+    @property
+    def config_name(self) -> str:
+        """``cpu-auto`` (written by ``write_placement``) when the CPU configs are sized from the cores."""
+        name = self.settings.triton.model_config_name
+        return f"{name}-auto" if name == "cpu" and self.settings.triton.placement == "auto" else name
+
+    def write_placement(self) -> None:
+        """configs/cpu-auto.pbtxt for every model: configs/cpu.pbtxt with the instances and ORT threads of this host
+        (core/placement.py; identical for every stack on the host, written atomically, git-ignored)."""
+        if self.config_name == self.settings.triton.model_config_name:
+            return
+        for name, placed in placement(self.settings).items():
+            folder = self.settings.triton_repo / name / "configs"
+            text = apply_to_config((folder / "cpu.pbtxt").read_text(), placed)
+            target = folder / f"{self.config_name}.pbtxt"
+            if not target.exists() or target.read_text() != text:
+                tmp = target.with_name(f".{target.name}.{os.getpid()}")
+                tmp.write_text(text)
+                tmp.replace(target)
 
     def env(self) -> dict[str, str]:
         env = super().env()
@@ -101,6 +122,7 @@ class TritonService(Service):
         # the shared python-backend execute loop: model.py imports it from its model folder (triton_repo/README.md)
         for model in models:
             install_backend(repo / model)
+        self.write_placement()
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         stub = self.server_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
         if not stub.exists():

@@ -17,6 +17,7 @@ import numpy as np
 from core.imaging import load_image
 from core.triton import TritonClient
 from models.base import IMAGE_AND_VIDEO, Item, Model
+from models.frames import decode_target
 from models.pdq import features as orb
 from models.pdq import hashing as pdq
 from models.pdq.regions import RegionHash as Region
@@ -55,6 +56,7 @@ class PdqHasher(Model):
     outputs = ["PAYLOAD"]
     served_by_triton = False
     max_batch = 64
+    input_side = pdq.MAX_SIDE  # hashes and keypoints come from a <= 512 px copy
 
     @cached_property
     def model_version(self) -> str:
@@ -77,7 +79,8 @@ class PdqHasher(Model):
                 duration_ms=vh.duration_ms,
             )
             return [Item(event, None, {"MEDIA": _boxed(payload)})]
-        img = load_image(data, self.settings.limits.max_image_pixels)
+        img = load_image(data, self.settings.limits.max_image_pixels,
+                         target=decode_target(self.settings, self.input_side))
         return [Item(event, None, {"MEDIA": _boxed((pdq.to_rgb_array(img), img.size))})]
 
     def infer(self, triton: TritonClient, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

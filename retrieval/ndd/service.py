@@ -29,6 +29,7 @@ from models.pdq.regions import Box, RegionHash
 from models.pdq.video import FrameHash, hash_video
 from producers.ingest import media_type_of, sniff_content_type
 from retrieval.ndd.matcher import IndexedAsset, Match, Matcher, QueryImage, query_from_image
+from sinks import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,8 @@ class NddService:
                     known.relation = "exact"
         if mode == "exact":
             matches = [m for m in matches if m.relation == "exact"]
-        return matches
+        hidden = set(lifecycle.hidden_asset_ids(self.settings)) if matches else set()
+        return [m for m in matches if m.asset_id not in hidden]  # under embargo (a killed one's rows are gone)
 
     def groups(self, threshold: int | None = None, min_size: int = 2) -> list[list[str]]:
         """Duplicate groups of the archive, cached until the index changes."""
@@ -173,7 +175,9 @@ class NddService:
             else:
                 all_groups = self.matcher.groups(threshold, min_size=2)
                 self._groups = (cp, threshold, all_groups)
-        return [g for g in all_groups if len(g) >= min_size]
+        hidden = set(lifecycle.hidden_asset_ids(self.settings))
+        shown = [[a for a in g if a not in hidden] for g in all_groups]
+        return [g for g in shown if len(g) >= min_size]
 
     def status(self) -> dict[str, Any]:
         cp = self.refresh()

@@ -19,10 +19,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from schemas.events import META_FACETS
 from sinks.search.interface import SearchIndexWriter
 
 FACET_FIELDS = ("labels", "media_type", "source", "collection")
 EXTRA_FACETS = ("flags", "face_count")  # counts of flagged docs per flag; face-count buckets
+# a photo's metadata record (schemas/events.py MediaMetadata): byline, credit, IPTC source, country, city, date
+# taken by month and day; counted from the prefixed labels ("credit:afp"), facet values without the prefix
+# the spoken language of videos and audio files ("language:en", schemas/events.py Transcript), counted the same way
+SPEECH_FACETS = ("language",)
+PHOTO_FACETS = META_FACETS + SPEECH_FACETS
 PEOPLE_FACETS = ("persons",)  # assets per person (person id -> count; asked for explicitly: docs/people.md)
 FLAG_KEYS = ("nsfw", "disturbing")  # numeric fields that are flags (set when >= flag_threshold)
 # face-count facet buckets: (label, gte, lte)
@@ -65,6 +71,7 @@ class SearchQuery:
     asset_ids: tuple[str, ...] | None = None  # restrict to these assets (internal use)
     persons: tuple[str, ...] = ()  # person ids or names: every one must be in the asset (AND)
     any_persons: tuple[str, ...] = ()  # at least one of them (OR)
+    include_hidden: bool = False  # admins: also killed assets' leftovers and embargoed assets (docs/metadata.md)
     sort: Sort = "relevance"  # relevance falls back to newest without text
     limit: int = 20
     offset: int = 0
@@ -96,10 +103,10 @@ class SearchQuery:
                 raise QueryError(f"invalid flag name {key!r}")
             if mode not in ("include", "exclude", "only"):
                 raise QueryError(f"flag {key}: mode must be include, exclude or only (got {mode!r})")
-        unknown = [f for f in self.facets if f not in FACET_FIELDS + EXTRA_FACETS + PEOPLE_FACETS]
+        known = FACET_FIELDS + EXTRA_FACETS + PHOTO_FACETS + PEOPLE_FACETS
+        unknown = [f for f in self.facets if f not in known]
         if unknown:
-            raise QueryError(f"unknown facet(s) {unknown}; available: "
-                             f"{', '.join(FACET_FIELDS + EXTRA_FACETS + PEOPLE_FACETS)}")
+            raise QueryError(f"unknown facet(s) {unknown}; available: {', '.join(known)}")
         if any(not p.strip() for p in self.persons + self.any_persons):
             raise QueryError("a person filter needs a person id or name")
         if self.uploaded_from and self.uploaded_to and self.uploaded_from >= self.uploaded_to:

@@ -23,6 +23,7 @@ from retrieval.search import projects
 from retrieval.search.interface import (
     FACE_BUCKETS,
     FLAG_KEYS,
+    PHOTO_FACETS,
     Hit,
     QueryError,
     SearchIndex,
@@ -30,11 +31,12 @@ from retrieval.search.interface import (
     SearchResult,
     VectorModel,
 )
+from sinks import lifecycle
 from sinks.search import catalog
 from sinks.search.opensearch_backend import OpenSearchSearchWriter
 
-TEXT_FIELDS = ["title^4", "labels_text^4", "description^2", "text_extra^2", "filename_text"]
-HIGHLIGHT_FIELDS = ("title", "labels_text", "description", "text_extra", "filename_text")
+TEXT_FIELDS = ["title^4", "labels_text^4", "meta_text^4", "description^2", "text_extra^2", "filename_text"]
+HIGHLIGHT_FIELDS = ("title", "meta_text", "labels_text", "description", "text_extra", "filename_text")
 DISPLAY = ["asset_id", "filename", "title", "media_type", "labels", "uploaded_at"]
 
 
@@ -111,6 +113,10 @@ class OpenSearchSearchIndex(OpenSearchSearchWriter, SearchIndex):
             ids = sorted(with_persons if ids is None else with_persons & set(ids))
         if ids is not None:
             must.append({"ids": {"values": ids}})
+        if not q.include_hidden:  # killed/deleted leftovers and embargoed assets: the state is in PostgreSQL
+            hidden = lifecycle.hidden_asset_ids(self.settings)
+            if hidden:
+                must_not.append({"ids": {"values": hidden}})
         return must, must_not
 
     def _flagged(self, key: str) -> dict[str, Any]:
@@ -136,6 +142,12 @@ class OpenSearchSearchIndex(OpenSearchSearchWriter, SearchIndex):
         for f in q.facets:
             if f in ("labels", "media_type", "source", "collection"):
                 aggs[f] = {"terms": {"field": f, "size": max(q.facet_size, 1), "shard_size": shard_size,
+                                     "order": [{"_count": "desc"}, {"_key": "asc"}]}}
+                if f == "labels":  # "credit:afp" counts as a credit (its own facet), not as a label
+                    aggs[f]["terms"]["exclude"] = "(" + "|".join(PHOTO_FACETS) + "):.*"
+            elif f in PHOTO_FACETS:  # prefixed labels ("credit:afp"), counted without the prefix
+                aggs[f] = {"terms": {"field": "labels", "include": re.escape(f) + ":.*",
+                                     "size": max(q.facet_size, 1), "shard_size": shard_size,
                                      "order": [{"_count": "desc"}, {"_key": "asc"}]}}
             elif f == "flags":
                 aggs[f] = {"filters": {"filters": {k: self._flagged(k) for k in FLAG_KEYS}}}
@@ -177,6 +189,9 @@ class OpenSearchSearchIndex(OpenSearchSearchWriter, SearchIndex):
                 buckets = a.get("buckets", {})
                 items = buckets.items() if isinstance(buckets, dict) else ((b["key"], b) for b in buckets)
                 facets[f] = {k: int(v["doc_count"]) for k, v in items}
+            elif f in PHOTO_FACETS:
+                facets[f] = {str(b["key"])[len(f) + 1:]: int(b["doc_count"]) for b in a.get("buckets", [])
+                             if str(b["key"]).startswith(f + ":")}
             else:
                 facets[f] = {str(b["key"]): int(b["doc_count"]) for b in a.get("buckets", [])}
         return SearchResult(total=int(resp["hits"]["total"]["value"]), hits=hits, facets=facets)

@@ -29,6 +29,7 @@ from core.settings import Settings
 from retrieval.search.interface import (
     FACE_BUCKETS,
     FLAG_KEYS,
+    PHOTO_FACETS,
     Hit,
     QueryError,
     SearchIndex,
@@ -42,8 +43,12 @@ from sinks.search.postgres_backend import PostgresSearchWriter, vector_cast, vec
 
 ACTIVE_TTL_S = 1.0
 
-HEADLINE_DOC = "concat_ws(' | ', d.title, d.labels_text, d.description, d.text_extra, d.filename)"
+HEADLINE_DOC = "concat_ws(' | ', d.title, d.meta_text, d.labels_text, d.description, d.text_extra, d.filename)"
 DISPLAY = sql.SQL("d.asset_id, d.filename, d.title, d.media_type, d.labels, d.uploaded_at")
+
+# an asset that is killed, deleted or embargoed is invisible; an embargo lifts by itself when its time comes
+HIDDEN_SQL = ("NOT EXISTS (SELECT 1 FROM asset_lifecycle l WHERE l.asset_id = d.asset_id "
+              "AND (l.state <> 'active' OR l.embargo_until > now()))")
 
 _POOLS: dict[str, ConnectionPool[Conn]] = {}
 _POOLS_LOCK = threading.Lock()
@@ -131,6 +136,8 @@ class PostgresSearchIndex(PostgresSearchWriter, SearchIndex):
         if q.asset_ids is not None:
             clauses.append(sql.SQL("d.asset_id = ANY(%s)"))
             params.append(list(q.asset_ids))
+        if not q.include_hidden:  # killed, deleted or under embargo (docs/metadata.md): released on time
+            clauses.append(sql.SQL(HIDDEN_SQL))
         # people (docs/people.md): a person given by id or by name (case-insensitive); AND = one EXISTS each
         for group in [[v] for v in q.persons] + ([list(q.any_persons)] if q.any_persons else []):
             clauses.append(sql.SQL(
@@ -153,7 +160,17 @@ class PostgresSearchIndex(PostgresSearchWriter, SearchIndex):
                 cols["labels"] = sql.SQL("d.labels")
                 parts.append(sql.SQL(
                     "(SELECT coalesce(json_agg(json_build_array(v, n) ORDER BY n DESC, v), '[]') FROM "
-                    "(SELECT v, count(*) AS n FROM m, unnest(m.labels) v GROUP BY v ORDER BY n DESC, v LIMIT %s) x)"))
+                    "(SELECT v, count(*) AS n FROM m, unnest(m.labels) v WHERE v !~ {prefixed} "
+                    "GROUP BY v ORDER BY n DESC, v LIMIT %s) x)").format(  # "credit:afp" counts as a credit only
+                    prefixed=sql.Literal("^(" + "|".join(PHOTO_FACETS) + "):")))
+                params.append(q.facet_size)
+            elif f in PHOTO_FACETS:  # prefixed labels ("credit:afp" -> "afp")
+                cols["labels"] = sql.SQL("d.labels")
+                parts.append(sql.SQL(
+                    "(SELECT coalesce(json_agg(json_build_array(v, n) ORDER BY n DESC, v), '[]') FROM "
+                    "(SELECT substr(l, {n}) AS v, count(*) AS n FROM m, unnest(m.labels) l WHERE starts_with(l, {p}) "
+                    "GROUP BY 1 ORDER BY n DESC, v LIMIT %s) x)").format(
+                    n=sql.Literal(len(f) + 2), p=sql.Literal(f + ":")))
                 params.append(q.facet_size)
             elif f in ("media_type", "source", "collection"):
                 cols[f] = sql.SQL("d.{}").format(sql.Identifier(f))

@@ -50,6 +50,11 @@ class SearchIndexWriter(ABC):
     @abstractmethod
     def apply_annotations(self, tx: Conn, events: list[Annotation]) -> int: ...
 
+    def remove_assets(self, tx: Conn, asset_ids: list[str]) -> int:
+        """Remove the assets' documents and vectors (a kill or delete, docs/metadata.md); idempotent. The
+        PostgreSQL engine's rows are purged by sinks/lifecycle.py in the same transaction already."""
+        return 0
+
     # ---- model versions -------------------------------------------------------------------
     @abstractmethod
     def activate_version(self, model: str, version: str) -> Activation:

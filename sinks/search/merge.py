@@ -33,6 +33,7 @@ def entry_of(a: Annotation, f: SearchFields) -> dict[str, Any]:
         "annotation_id": a.annotation_id,
         "labels": list(f.labels),
         "text": f.text,
+        "title_text": f.title_text,
         "numeric": dict(f.numeric),
         "embedding": f.embedding is not None,  # whether a vector was stored for it (never the vector)
     }
@@ -67,6 +68,7 @@ class Summary:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> chosen version's summary
     labels: list[str] = field(default_factory=list)
     text: str = ""
+    title_text: str = ""  # ranked like a title (a photo's headline, caption, keywords)
     numeric: dict[str, float] = field(default_factory=dict)
     model_keys: list[str] = field(default_factory=list)  # "model" and "model@version" for every version held
 
@@ -85,6 +87,7 @@ def summarize(versions: Versions, active: dict[str, str]) -> Summary:
     s = Summary()
     labels: set[str] = set()
     texts: list[str] = []
+    title_texts: list[str] = []
     for model in sorted(versions):
         by_version = {v: kfs for v, kfs in versions[model].items() if kfs}
         if not by_version:
@@ -94,6 +97,9 @@ def summarize(versions: Versions, active: dict[str, str]) -> Summary:
         kfs = by_version[version]
         m_labels = sorted({lb for e in kfs.values() for lb in e["labels"]})
         m_text = " ".join(e["text"] for _, e in sorted(kfs.items()) if e.get("text")).strip()
+        m_title = " ".join(e["title_text"] for _, e in sorted(kfs.items()) if e.get("title_text")).strip()
+        if m_title:
+            title_texts.append(m_title)
         m_numeric: dict[str, float] = {}
         for e in kfs.values():
             for k, x in e.get("numeric", {}).items():
@@ -116,4 +122,5 @@ def summarize(versions: Versions, active: dict[str, str]) -> Summary:
             s.numeric[k] = max(x, s.numeric.get(k, float("-inf")))
     s.labels = sorted(labels)
     s.text = "\n".join(texts)
+    s.title_text = "\n".join(title_texts)
     return s

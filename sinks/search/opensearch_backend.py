@@ -74,7 +74,7 @@ def assets_template(prefix: str, shards: int, replicas: int) -> dict[str, Any]:
                     "asset_id": KW, "media_type": KW, "content_type": KW, "source": KW, "collection": KW,
                     "filename": {"type": "keyword", "ignore_above": 1024},
                     "filename_text": {"type": "text", "analyzer": "standard"},
-                    "title": EN, "description": EN, "labels_text": EN, "text_extra": EN,
+                    "title": EN, "description": EN, "labels_text": EN, "text_extra": EN, "meta_text": EN,
                     "labels": KW, "model_keys": KW,
                     "uploaded_at": {"type": "date"}, "updated_at": {"type": "date"},
                     "numeric": {"type": "object", "dynamic": True},
@@ -245,6 +245,24 @@ class OpenSearchSearchWriter(SearchIndexWriter):
                 raise RuntimeError(f"opensearch: updating vector filter fields of {item['_id']}: {item['error']}")
 
     # ---- writes ------------------------------------------------------------------------------------
+    def remove_assets(self, tx: Conn, asset_ids: list[str]) -> int:
+        """A kill or delete: the asset documents and every vector index's copies go (404s are fine: idempotent)."""
+        actions: list[dict[str, Any]] = []
+        got = self.client.mget(index=self.assets_alias, body={"ids": asset_ids})["docs"]
+        for d in got:
+            if not d.get("found"):
+                continue
+            for model, by_version in (d["_source"].get("versions") or {}).items():
+                for version in by_version:
+                    actions.append({"delete": {"_index": self.vec_index(model, version), "_id": d["_id"]}})
+            actions.append({"delete": {"_index": self.assets_alias, "_id": d["_id"]}})
+        removed = 0
+        for item in self._bulk(actions):
+            if "error" in item and item.get("status") != 404:
+                raise RuntimeError(f"opensearch: removing {item['_id']}: {item['error']}")
+            removed += item.get("result") == "deleted"
+        return removed
+
     def upsert_assets(self, tx: Conn, events: list[MediaUploaded]) -> int:
         by_id = {e.asset_id: e for e in events}
 
@@ -286,7 +304,8 @@ class OpenSearchSearchWriter(SearchIndexWriter):
                 return None
             s = merge.summarize(versions, active)
             doc.update(versions=versions, models=s.models, labels=s.labels, labels_text=" ".join(s.labels),
-                       text_extra=s.text or None, numeric=s.numeric, model_keys=s.model_keys)
+                       text_extra=s.text or None, meta_text=s.title_text or None, numeric=s.numeric,
+                           model_keys=s.model_keys)
             return {k: v for k, v in doc.items() if v is not None}
 
         written = self._rmw(list(by_asset), mutate)
@@ -343,7 +362,8 @@ class OpenSearchSearchWriter(SearchIndexWriter):
                 if (src.get("models") or {}).get(model, {}).get("version") == s.models.get(model, {}).get("version"):
                     return None
                 src.update(models=s.models, labels=s.labels, labels_text=" ".join(s.labels),
-                           text_extra=s.text or None, numeric=s.numeric, model_keys=s.model_keys)
+                           text_extra=s.text or None, meta_text=s.title_text or None, numeric=s.numeric,
+                           model_keys=s.model_keys)
                 return {k: v for k, v in src.items() if v is not None}
 
             written = self._rmw(ids[i:i + 500], mutate)
@@ -383,7 +403,8 @@ class OpenSearchSearchWriter(SearchIndexWriter):
                 s = merge.summarize(versions, with_active)
                 doc = {**o, **(src or {})}
                 doc.update(versions=versions, models=s.models, labels=s.labels, labels_text=" ".join(s.labels),
-                           text_extra=s.text or None, numeric=s.numeric, model_keys=s.model_keys)
+                           text_extra=s.text or None, meta_text=s.title_text or None, numeric=s.numeric,
+                           model_keys=s.model_keys)
                 return {k: v for k, v in doc.items() if v is not None}
 
             self._rmw(list(late), mutate)

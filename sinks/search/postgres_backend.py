@@ -150,10 +150,10 @@ class PostgresSearchWriter(SearchIndexWriter):
         for asset_id, versions in docs.items():
             s = merge.summarize(versions, active)
             rows.append((Jsonb(versions), Jsonb(s.models), s.labels, " ".join(s.labels), s.text or None,
-                         Jsonb(s.numeric), s.model_keys, asset_id))
+                         s.title_text or None, Jsonb(s.numeric), s.model_keys, asset_id))
         tx.cursor().executemany(
             """UPDATE search_docs SET versions=%s, models=%s, labels=%s, labels_text=%s, text_extra=%s,
-                      numeric=%s, model_keys=%s, updated_at=now() WHERE asset_id=%s""", rows)
+                      meta_text=%s, numeric=%s, model_keys=%s, updated_at=now() WHERE asset_id=%s""", rows)
 
     # ------------------------------------------------------------------------------ versions
     def activate_version(self, model: str, version: str, batch: int = 500) -> Activation:

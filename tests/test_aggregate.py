@@ -1,0 +1,106 @@
+"""The per-asset aggregate (sinks/aggregate_sink.py) through real processors: exactly one distinct
+`assets.annotated` per asset once its expected models are final, with the aggregate killed -9 mid-stream and
+crashed in its commit window; duplicates on the topic only as byte-identical re-emissions."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from argus.workers import Supervisor, Worker
+from core import db, kafka
+from core.settings import Settings
+from producers.ingest import Ingestor, Metadata
+from schemas.events import AssetAnnotated, parse
+from schemas.jsonschema import JSON_DIR
+from tests.test_exactly_once import variants
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+MODELS = ["efficientnet_lite0", "pdq", "text_embed"]
+
+def read_topic(s: Settings, topic: str, idle_s: float = 4.0) -> list[bytes]:
+    c = kafka.consumer(s, f"reader-{uuid.uuid4().hex[:8]}")
+    c.subscribe([topic])
+    out: list[bytes] = []
+    last = time.monotonic()
+    while time.monotonic() - last < idle_s:
+        for m in c.consume(num_messages=500, timeout=0.5):
+            if m.error() is None:
+                out.append(m.value() or b"")
+                last = time.monotonic()
+    c.close()
+    return out
+
+
+def emitted(s: Settings, ids: list[str]) -> int:
+    with db.connect(s) as conn:
+        return int(db.scalar(conn, """SELECT count(*) FROM asset_aggregates
+                                      WHERE asset_id = ANY(%s) AND emitted_event_id IS NOT NULL""", (ids,)))
+
+
+def test_one_event_per_asset_exactly_once_under_kill9(env: Settings, sample_files: list[Path]) -> None:
+    s = env.model_copy(deep=True)
+    s.models = MODELS
+    kafka.ensure_topics(s, [s.topic(kafka.TOPIC_ANNOTATED)])
+    workers = [Worker("relay", ["run", "relay"])] + [Worker(f"processor-{m}", ["run", "processor", m]) for m in MODELS]
+    # the first aggregate instance dies in its commit window (rows + outbox + offsets written, not committed)
+    agg = Worker("sink-aggregate", ["run", "sink", "aggregate"], extra_env={"ARGUS_FAULT": "sink.before_commit:2"})
+    sup = Supervisor(s, [*workers, agg])
+    sup.start()
+    try:
+        ing = Ingestor(s)
+        ids = []
+        files = variants(sample_files, 12)
+        for i, (name, data) in enumerate(files):
+            meta = Metadata(filename=name, title="A cat on a chair" if i % 2 else None)
+            ids.append(ing.ingest_bytes(data, meta).asset_id)
+            time.sleep(0.3)
+        deadline = time.monotonic() + 240
+        crashed = kills = 0
+        while emitted(s, ids) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.3)
+            if agg.proc is not None and agg.proc.poll() is not None:  # the fault hook fired: restart without it
+                agg.extra_env.pop("ARGUS_FAULT", None)
+                sup.restart("sink-aggregate")
+                crashed += 1
+            elif crashed and not kills and emitted(s, ids) >= len(ids) // 3:  # then kill -9 mid-stream
+                sup.kill("sink-aggregate")
+                sup.restart("sink-aggregate")
+                kills += 1
+        assert emitted(s, ids) == len(ids), f"{emitted(s, ids)} of {len(ids)} assets emitted"
+        assert crashed == 1 and kills == 1, (crashed, kills)
+        time.sleep(3)  # the relay publishes the last outbox rows
+        raw = read_topic(s, s.topic(kafka.TOPIC_ANNOTATED))
+    finally:
+        sup.stop()
+
+    schema = json.loads((JSON_DIR / "assets.annotated.v1.schema.json").read_text())
+    by_id: dict[str, bytes] = {}
+    per_asset: dict[str, set[str]] = {}
+    duplicates = 0
+    for r in raw:
+        jsonschema.validate(json.loads(r), schema)
+        ev = parse(r, AssetAnnotated)
+        if ev.event_id in by_id:
+            assert by_id[ev.event_id] == r, "a re-emission differs from the original"
+            duplicates += 1
+        by_id[ev.event_id] = r
+        per_asset.setdefault(ev.asset_id, set()).add(ev.event_id)
+    assert sorted(per_asset) == sorted(ids)
+    assert all(len(v) == 1 for v in per_asset.values()), per_asset  # one distinct event per asset
+    for r in by_id.values():
+        ev = parse(r, AssetAnnotated)
+        assert [(o.model, o.status) for o in ev.models] == [(m, "done") for m in MODELS], ev.models
+        assert {e.model for e in ev.embeddings} == {"efficientnet_lite0", "text_embed"}  # by reference
+        assert '"embedding":' not in r.decode()  # no vector inline
+        assert ev.labels and ev.asset.filename
+    with db.connect(s) as conn:  # the aggregate's outbox rows: exactly one per asset
+        n = db.scalar(conn, "SELECT count(*) FROM outbox WHERE topic=%s", (s.topic(kafka.TOPIC_ANNOTATED),))
+    assert n == len(ids)
+    print(f"assets {len(ids)}, events on the topic {len(raw)}, distinct {len(by_id)}, "
+          f"byte-identical duplicates {duplicates}")
