@@ -34,3 +34,11 @@ ROUTERS.append(rights_router)
 from api.annotate_routes import router as annotate_router  # noqa: E402 - on-demand annotation, REST mirror of gRPC
 
 ROUTERS.append(annotate_router)
+
+from api.asyncapi_routes import router as asyncapi_router  # noqa: E402 - the topics' AsyncAPI document
+
+ROUTERS.append(asyncapi_router)
+
+from api.webhook_routes import router as webhook_router  # noqa: E402 - webhooks admin API (assets.annotated)
+
+ROUTERS.append(webhook_router)

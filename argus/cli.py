@@ -189,6 +189,15 @@ def run_api(host: str = "127.0.0.1", port: int | None = None) -> None:
     uvicorn.run(create_app(settings), host=host, port=port or settings.ports.api, log_level="info")
 
 
+@run_app.command("webhooks")
+def run_webhooks() -> None:
+    """Deliver assets.annotated to the registered webhooks (signed, retried, dead-lettered), docs/interfaces.md."""
+    from sinks.webhook_sink import run_worker
+
+    _logging()
+    run_worker(_settings())
+
+
 @run_app.command("grpc")
 def run_grpc(host: str | None = None, port: int | None = None) -> None:
     """Serve on-demand annotation over gRPC (Annotate, AnnotateStream; health + reflection), docs/interfaces.md."""
@@ -307,10 +316,11 @@ def feed(
 
 @app.command()
 def schemas() -> None:
-    """Regenerate the JSON Schema files in schemas/json/."""
+    """Regenerate the JSON Schema files in schemas/json/ and the AsyncAPI document (schemas/asyncapi.json|yaml)."""
+    from schemas import asyncapi
     from schemas.jsonschema import write
 
-    for p in write():
+    for p in [*write(), *asyncapi.write()]:
         console.print(str(p))
 
 

@@ -370,6 +370,8 @@ def service_workers(settings: Settings, api: bool = True, only: list[str] | None
     """What ``serve`` runs: the pipeline's workers, the per-asset aggregate and the API (``only``: a subset)."""
     workers = default_workers(settings, api=False)
     workers.append(Worker("sink-aggregate", ["run", "sink", "aggregate"]))
+    if settings.webhooks.enabled:  # assets.annotated -> registered URLs (sinks/webhook_sink.py)
+        workers.append(Worker("webhooks", ["run", "webhooks"]))
     if api:
         workers.append(Worker("api", ["run", "api"]))
     if api and settings.annotate.grpc_enabled:  # on-demand annotation (api/grpc_service.py)

@@ -177,8 +177,9 @@ class HostileRun:
              415)
         post(self.case("http-pdf", "HTTP upload", "PDF named x.jpg", "415"),
              {"file": ("x.jpg", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n", "image/jpeg")}, 415)
-        post(self.case("http-heic", "HTTP upload", "HEIC still image (ftyp heic)", "415 (not supported yet)"),
-             {"file": ("x.heic", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64)}, 415)
+        post(self.case("http-heic-junk", "HTTP upload", "HEIC header (ftyp heic) over junk bytes",
+                       "201 image/heic (HEIC is accepted), then dead-lettered by the decoders"),
+             {"file": ("x.heic", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + b"\0" * 64)}, 201)
         post(self.case("http-empty", "HTTP upload", "0-byte file", "400"), {"file": ("e.jpg", b"")}, 400,
              detail="empty")
         post(self.case("http-no-key", "HTTP upload", "no X-API-Key", "401"), {"file": ("a.jpg", self.next_jpeg())},

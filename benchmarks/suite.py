@@ -122,6 +122,18 @@ def wait_all(settings: Settings, ids: list[str], models: list[str], timeout: flo
     raise TimeoutError(f"{n} of {want} model states after {timeout:.0f}s")
 
 
+def wait_ready(api: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{api}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the API at {api} did not become ready in {timeout:.0f}s")
+
+
 def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
 
@@ -154,13 +166,7 @@ def run(n: int, sizes: list[int], compare: bool, console: Console) -> dict[str, 
             sup.start()
             api = f"http://127.0.0.1:{settings.ports.api}"
             try:
-                for _ in range(600):
-                    try:
-                        if httpx.get(f"{api}/readyz", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    time.sleep(0.5)
+                wait_ready(api)
                 warm = photos(2, 1, Path(tmp) / "s", salt=99)
                 upload_run(api, settings, warm, models, "warm")  # every consumer joined, Triton warm
                 sample = photos(1, 1, Path(tmp) / "s", salt=98)[0]
@@ -179,6 +185,7 @@ def run(n: int, sizes: list[int], compare: bool, console: Console) -> dict[str, 
                     settings.processor.scaled_decode = False
                     sup = Supervisor(settings, default_workers(settings, api=True))
                     sup.start()
+                    wait_ready(api)
                     upload_run(api, settings, photos(2, 1, Path(tmp) / "s", salt=97), models, "warm2")
                     results[f"{big}mp_full_decode"] = upload_run(
                         api, settings, photos(n, big, Path(tmp) / "s", salt=big + 500), models, f"{big}full")

@@ -100,13 +100,17 @@ class GuardedBackend(httpcore.SyncBackend):
         raise last
 
 
-def guarded_client(settings: Settings) -> httpx.Client:
+def guarded_client(settings: Settings, allow_networks: list[str] | None = None, timeout_s: float | None = None,
+                   follow_redirects: bool = True) -> httpx.Client:
+    """The SSRF-guarded client (feed.* policy; a caller with its own policy, e.g. webhooks, passes it)."""
     f = settings.feed
+    allow = f.allow_networks if allow_networks is None else allow_networks
+    timeout = f.timeout_s if timeout_s is None else timeout_s
     transport = httpx.HTTPTransport(retries=0)
     ssl_context = transport._pool._ssl_context  # keep httpx's certificate verification setup
     transport._pool = httpcore.ConnectionPool(
         ssl_context=ssl_context, max_connections=10, max_keepalive_connections=5, keepalive_expiry=5.0,
-        network_backend=GuardedBackend(parse_networks(f.allow_networks)),
+        network_backend=GuardedBackend(parse_networks(allow)),
     )
 
     def only_http(request: httpx.Request) -> None:  # also runs for every redirect hop
@@ -114,8 +118,8 @@ def guarded_client(settings: Settings) -> httpx.Client:
             raise BadURL(f"scheme {request.url.scheme!r} is not allowed")
 
     return httpx.Client(
-        transport=transport, trust_env=False, follow_redirects=True, max_redirects=f.max_redirects,
-        timeout=httpx.Timeout(f.timeout_s, connect=min(5.0, f.timeout_s)),
+        transport=transport, trust_env=False, follow_redirects=follow_redirects, max_redirects=f.max_redirects,
+        timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
         headers={"User-Agent": f.user_agent}, event_hooks={"request": [only_http]},
     )
 

@@ -15,8 +15,8 @@ The formula (docs/benchmarks.md "CPU placement"):
 * Its processor runs ceil(instances / infer_concurrency) processes (at most the topic's partitions), so its
   requests keep every instance busy.
 
-On this 2-core machine the placement is exactly the shipped configs; on 8 cores OCR gets 4 instances x 2 threads
-and 2 processors; on 32 cores OCR 4 x 5, each face model 4 x 2, the light models stay at their floor.
+On this 2-core machine the placement is exactly the shipped configs; with the default set, 8 cores give OCR and
+speech 3 instances each, 32 cores OCR 4 instances x 3 threads and each face model 3 (docs/benchmarks.md).
 """
 
 from __future__ import annotations

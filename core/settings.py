@@ -163,6 +163,19 @@ class AnnotateSettings(BaseModel):
     workers: int = 8  # concurrent model runs (threads) in one server
 
 
+class WebhookSettings(BaseModel):
+    """Webhooks for ``assets.annotated`` (sinks/webhook_sink.py, docs/interfaces.md)."""
+
+    enabled: bool = True  # run the delivery worker under `argus serve`
+    max_attempts: int = 8  # then the delivery is dead-lettered (status 'dead')
+    backoff_initial_s: float = 5.0  # the wait after the first failure; doubles per attempt
+    backoff_max_s: float = 900.0
+    timeout_s: float = 10.0  # one POST
+    poll_s: float = 1.0  # how often due deliveries are looked for
+    # SSRF guard: receivers must be globally routable unless listed here (e.g. "127.0.0.0/8" in tests)
+    allow_networks: list[str] = Field(default_factory=list)
+
+
 class SecuritySettings(BaseModel):
     """API authentication and abuse limits (core/auth.py, api/security.py)."""
 
@@ -318,6 +331,7 @@ class Settings(BaseSettings):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     feed: FeedSettings = Field(default_factory=FeedSettings)
     people: PeopleSettings = Field(default_factory=PeopleSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)

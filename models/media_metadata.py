@@ -35,7 +35,7 @@ from core.triton import TritonClient
 from models.base import IMAGE_AND_VIDEO, Item, Model
 from schemas.events import AnnotationPayload, Box, ImageRegion, MediaMetadata, MediaUploaded
 
-__all__ = ["MAX_XMP_BYTES", "MediaMetadataModel", "extract", "read_sidecar", "sidecar_key"]
+__all__ = ["MAX_XMP_BYTES", "MediaMetadataModel", "extract", "read_sidecar", "sidecar_key", "xmp_sidecar"]
 
 MAX_XMP_BYTES = 2 * 1024 * 1024  # real packets are a few kB; a camera's with a preview a few hundred
 MAX_FIELD_CHARS = 8000
@@ -356,6 +356,44 @@ def _raw(tags: dict[str, Any]) -> dict[str, str]:
         out[k[:120]] = (clean(tags[k] if not isinstance(tags[k], list) else "; ".join(map(str, tags[k]))) or "")[
             :RAW_VALUE_CHARS]
     return out
+
+
+_XMP_TEXT = {"headline": "photoshop:Headline", "credit": "photoshop:Credit", "source": "photoshop:Source",
+             "city": "photoshop:City", "region": "photoshop:State", "country": "photoshop:Country",
+             "instructions": "photoshop:Instructions", "date_created": "photoshop:DateCreated",
+             "published": "xmp:CreateDate", "byline_title": "photoshop:AuthorsPosition",
+             "licence_url": "xmpRights:WebStatement"}
+_XMP_ALT = {"title": "dc:title", "caption": "dc:description", "copyright": "dc:rights",
+            "usage_terms": "xmpRights:UsageTerms"}
+_XMP_LIST = {"byline": ("dc:creator", "Seq"), "keywords": ("dc:subject", "Bag")}
+
+
+def xmp_sidecar(fields: dict[str, Any]) -> bytes:
+    """An XMP sidecar holding ``fields`` (the record's names: headline, caption, byline, credit, keywords ...;
+    ``published``: a feed's publication date, kept as xmp:CreateDate). What producers store beside a file whose
+    metadata came with it from elsewhere (a feed entry, an agency document); read back by ``read_sidecar``."""
+    from xml.sax.saxutils import escape
+
+    def text(v: Any) -> str:
+        return escape(clean(v) or "")
+
+    body: list[str] = []
+    for key, tag in _XMP_TEXT.items():
+        if clean(fields.get(key)):
+            body.append(f"<{tag}>{text(fields[key])}</{tag}>")
+    for key, tag in _XMP_ALT.items():
+        if clean(fields.get(key)):
+            body.append(f'<{tag}><rdf:Alt><rdf:li xml:lang="x-default">{text(fields[key])}</rdf:li></rdf:Alt></{tag}>')
+    for key, (tag, kind) in _XMP_LIST.items():
+        items = clean_list(fields.get(key))
+        if items:
+            lis = "".join(f"<rdf:li>{escape(v)}</rdf:li>" for v in items)
+            body.append(f"<{tag}><rdf:{kind}>{lis}</rdf:{kind}></{tag}>")
+    return ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+            'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+            'xmlns:xmpRights="http://ns.adobe.com/xap/1.0/rights/">'
+            + "".join(body) + "</rdf:Description></rdf:RDF></x:xmpmeta>").encode()
 
 
 def merge_tags(embedded: dict[str, Any], sidecar: dict[str, Any]) -> dict[str, Any]:

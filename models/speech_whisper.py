@@ -74,7 +74,9 @@ class SpeechWhisper(Model):
                     "files": list(SIDE_FILES), "revision": 1}
     media_types = frozenset({"video", "audio"})
     max_batch = 1  # one 60 s window per request: Whisper base on 2 CPU threads takes ~5-10 s (docs/video.md)
-    cpu_cost_ms = 8000  # per 60 s window of speech, one core (benchmarks/speech_eval.py)
+    # ~8000 ms per 60 s window on one core (benchmarks/speech_eval.py), weighted by 1/8 for its share of a
+    # photo-heavy desk (about a minute of speech per eight photos): the cores it gets in core/placement.py
+    cpu_cost_ms = 1000
 
     def unavailable(self) -> str | None:
         for pkg in (PART1, PART2):

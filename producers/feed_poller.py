@@ -13,6 +13,10 @@
 - A permanent refusal (blocked address, too large, not media) is recorded as the entry's outcome; a
   transient failure (timeout, 5xx) leaves the entry unseen, so the next poll retries it.
 - feedparser only ever parses bytes we fetched; it never fetches anything itself.
+- The entry's metadata travels with each of its media as an XMP sidecar (``entry_metadata``): title as the
+  headline, summary as the caption, dc:creator/author as the byline, media:credit as the credit line,
+  media:copyright/dc:rights as the copyright, media:keywords and categories as keywords, the publication date
+  (kept as xmp:CreateDate); the media_metadata model reads it into the record (docs/metadata.md).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import httpx
 from core import db
 from core.netguard import FetchError, fetch, guarded_client
 from core.settings import Settings
+from models.media_metadata import xmp_sidecar
 from producers.ingest import IngestError, Ingestor, Metadata
 
 log = logging.getLogger(__name__)
@@ -83,6 +88,28 @@ def _text(value: Any, limit: int) -> str | None:
     if not value:
         return None
     return re.sub(r"\s+", " ", _TAGS.sub(" ", str(value))).strip()[:limit] or None
+
+
+def entry_metadata(entry: Any) -> dict[str, Any]:
+    """The record fields a feed entry carries (names as in schemas/events.py MediaMetadata)."""
+    credits = [c.get("content") for c in entry.get("media_credit", []) if isinstance(c, dict) and c.get("content")]
+    byline = [a.get("name") for a in entry.get("authors", []) if isinstance(a, dict) and a.get("name")]
+    keywords: list[str] = []
+    for k in [*str(entry.get("media_keywords") or "").split(","),
+              *(t.get("term") for t in entry.get("tags", []) if isinstance(t, dict))]:
+        k = (k or "").strip()
+        if k and k.lower() not in (x.lower() for x in keywords):
+            keywords.append(k)
+    published = entry.get("published_parsed") or entry.get("updated_parsed")
+    return {
+        "headline": _text(entry.get("title"), 1000),
+        "caption": _text(entry.get("summary"), 10000),
+        "byline": byline or ([entry["author"]] if entry.get("author") else []),
+        "credit": _text(credits[0], 500) if credits else None,
+        "copyright": _text(entry.get("media_copyright") or entry.get("rights"), 1000),
+        "keywords": keywords[:200],
+        "published": "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*published[:6]) if published else None,
+    }
 
 
 class FeedPoller:
@@ -148,6 +175,8 @@ class FeedPoller:
             self._record(feed_url, guid, None, None, "no media")
             return
         retry = False
+        fields = entry_metadata(entry)
+        sidecar = xmp_sidecar(fields) if any(fields.values()) else None
         for i, (media_url, _declared) in enumerate(media):
             key = guid if i == 0 else f"{guid}#{i}"
             meta = Metadata(filename=posixpath.basename(urlsplit(media_url).path) or "feed-media",
@@ -158,7 +187,7 @@ class FeedPoller:
                             self.settings.feed.timeout_s * 6)
                 assert got.body is not None
                 with got.body as body:
-                    r = self.ingestor.ingest_stream(body, meta)
+                    r = self.ingestor.ingest_stream(body, meta, sidecar)
             except FetchError as exc:
                 res.rejected.append((media_url, str(exc)))
                 if exc.permanent:

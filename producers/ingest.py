@@ -15,14 +15,16 @@ import os
 import tempfile
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from core import db
-from core.kafka import TOPIC_UPLOADED
+from core.kafka import TOPIC_LIFECYCLE, TOPIC_UPLOADED
 from core.settings import Settings
 from core.storage import ObjectStore
-from schemas.events import MediaUploaded, dump
+from models.media_metadata import sidecar_key
+from schemas.events import MediaLifecycle, MediaUploaded, dump
 
 CHUNK = 1024 * 1024
 
@@ -113,6 +115,9 @@ class Metadata:
     description: str | None = None
     source: str | None = None
     collection: str | None = None
+    # an agency's embargo (docs/metadata.md): recorded in the asset's own transaction, so the asset is never
+    # visible before its time, not even for the moment between the upload and an embargo call
+    embargo_until: datetime | None = None
 
 
 class Ingestor:
@@ -121,17 +126,19 @@ class Ingestor:
         self.store = store or ObjectStore(settings)
 
     # -- entry points -------------------------------------------------------------------
-    def ingest_bytes(self, data: bytes, meta: Metadata) -> IngestResult:
+    def ingest_bytes(self, data: bytes, meta: Metadata, sidecar: bytes | None = None) -> IngestResult:
         import io
 
-        return self.ingest_stream(io.BytesIO(data), meta)
+        return self.ingest_stream(io.BytesIO(data), meta, sidecar)
 
-    def ingest_path(self, path: Path, meta: Metadata) -> IngestResult:
+    def ingest_path(self, path: Path, meta: Metadata, sidecar: bytes | None = None) -> IngestResult:
         with open(path, "rb") as fh:
-            return self.ingest_stream(fh, meta)
+            return self.ingest_stream(fh, meta, sidecar)
 
-    def ingest_stream(self, stream: BinaryIO, meta: Metadata) -> IngestResult:
-        """Spool to a temp file while hashing and enforcing the size cap, then store and record."""
+    def ingest_stream(self, stream: BinaryIO, meta: Metadata, sidecar: bytes | None = None) -> IngestResult:
+        """Spool to a temp file while hashing and enforcing the size cap, then store and record. ``sidecar``: an
+        XMP packet with metadata that came with the file (a feed entry, an agency document, a ``.xmp`` beside it),
+        stored beside a new asset before its upload event exists (models/media_metadata.py reads it)."""
         limit = self.settings.limits.max_upload_bytes
         h = hashlib.sha256()
         size = 0
@@ -162,6 +169,8 @@ class Ingestor:
             if not self.store.exists(key):
                 spool.seek(0)
                 self.store.put(key, spool, size, content_type)  # type: ignore[arg-type]
+            if sidecar:
+                self.store.put_bytes(sidecar_key(sha), sidecar, "application/rdf+xml")
             return self._record(sha, key, content_type, size, meta)
 
     # -- the one transaction ------------------------------------------------------------
@@ -191,6 +200,16 @@ class Ingestor:
             ).fetchone()
             if inserted is None:  # a concurrent upload of the same content won the race
                 return IngestResult(sha, False, content_type, size)
+            if meta.embargo_until is not None:  # the rows sinks/lifecycle.py apply(..., "embargo") would write
+                conn.execute("INSERT INTO asset_lifecycle (asset_id, embargo_until, actor) VALUES (%s,%s,'ingest')",
+                             (sha, meta.embargo_until))
+                conn.execute("INSERT INTO asset_lifecycle_log (asset_id, seq, action, actor, detail) "
+                             "VALUES (%s, 1, 'embargo', 'ingest', jsonb_build_object('new', %s::text))",
+                             (sha, meta.embargo_until.isoformat()))
+                lc = MediaLifecycle(event_id=f"lc-{sha}-1", asset_id=sha, action="embargo", seq=1, actor="ingest",
+                                    embargo_until=meta.embargo_until)
+                conn.execute("INSERT INTO outbox (event_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
+                             (lc.event_id, self.settings.topic(TOPIC_LIFECYCLE), sha, dump(lc)))
             conn.execute(
                 "INSERT INTO outbox (event_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
                 (event.event_id, self.settings.topic(TOPIC_UPLOADED), sha, dump(event)),

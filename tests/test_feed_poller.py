@@ -201,3 +201,33 @@ def test_address_policy_allows_global_and_configured() -> None:
 
     check_address(ipaddress.ip_address("93.184.216.34"), [])
     check_address(ipaddress.ip_address("127.0.0.1"), [ipaddress.ip_network("127.0.0.0/8")])
+
+
+def test_feed_entry_metadata_travels_as_a_sidecar_into_the_record(env: Settings, site: Site) -> None:
+    """media:credit, media:keywords, media:copyright, dc:creator, categories and pubDate are kept: the poller stores
+    them as an XMP sidecar beside the new asset, the media_metadata model reads them into the record."""
+    from core.storage import ObjectStore
+    from models.media_metadata import extract, sidecar_key
+
+    s = local_settings(env)
+    photo = jpeg("purple", 64)
+    site.files["/wire.jpg"] = ("image/jpeg", photo)
+    item = (f'<item><title>Elbe bridge &amp; &lt;b&gt;tolls&lt;/b&gt;</title><guid>w1</guid>'
+            f"<description>Minister opens the bridge</description><dc:creator>Jane Doe</dc:creator>"
+            f"<category>Politics</category><pubDate>Fri, 03 May 2024 08:11:12 GMT</pubDate>"
+            f'<media:content url="{site.base}/wire.jpg" medium="image">'
+            f'<media:credit role="photographer">Reuters</media:credit><media:keywords>bridge, hamburg</media:keywords>'
+            f"<media:copyright>(c) Reuters 2024</media:copyright></media:content></item>")
+    site.files["/meta.xml"] = ("application/rss+xml", (
+        '<?xml version="1.0"?><rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/" '
+        f'xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Wire</title>{item}</channel></rss>').encode())
+    r = FeedPoller(s, Ingestor(s)).poll(f"{site.base}/meta.xml")  # HTML in titles is stripped (as before)
+    assert r.ingested == 1, r
+    store = ObjectStore(s)
+    sidecar = store.get(sidecar_key(r.asset_ids[0]))
+    m = extract(photo, "image", sidecar)
+    assert (m.headline, m.caption, m.byline, m.credit, m.copyright) == (
+        "Elbe bridge & tolls", "Minister opens the bridge", ["Jane Doe"], "Reuters", "(c) Reuters 2024")
+    assert m.keywords == ["bridge", "hamburg", "Politics"] and "sidecar" in m.formats and not m.warnings
+    assert m.raw["Xmp.xmp.CreateDate"].startswith("2024-05-03T08:11:12")  # the publication date, not date taken
+    assert m.taken_at is None
