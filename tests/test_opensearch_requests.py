@@ -53,8 +53,10 @@ def _walk_query(q: dict[str, Any]) -> None:
 
 def test_knn_query_matches_the_documented_format() -> None:
     index = OpenSearchSearchIndex(Settings())
+    # include_hidden: no lifecycle lookup in PostgreSQL (this test has no database; tests/test_metadata_rights.py
+    # covers hiding killed and embargoed assets on both engines)
     q = SearchQuery(media_type="image", labels=("cat",), numeric=(NumericRange("face_count", gte=1),),
-                    flags=(("nsfw", "exclude"),))
+                    flags=(("nsfw", "exclude"),), include_hidden=True)
     must, must_not = index._filter_clauses(q)
     body = knn_query_body([0.1] * 1280, 10, {"bool": {"filter": must, "must_not": must_not}}, ef_search=100)
     json.dumps(body)  # plain JSON, no numpy types
