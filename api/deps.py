@@ -8,10 +8,24 @@ from fastapi import Header, HTTPException, Request
 
 from core.auth import KeyStore, Principal
 from core.settings import Settings
+from retrieval.query_embed import QueryEmbedder
+from retrieval.search.interface import SearchIndex
 
 
 def settings_of(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def index_of(request: Request) -> SearchIndex:
+    return request.app.state.index  # type: ignore[no-any-return]
+
+
+def embedder_of(request: Request) -> QueryEmbedder:
+    """The app's query embedder (made on first use: it opens a Triton client)."""
+    emb = getattr(request.app.state, "query_embedder", None)
+    if emb is None:
+        emb = request.app.state.query_embedder = QueryEmbedder(settings_of(request))
+    return emb  # type: ignore[no-any-return]
 
 
 def _principal(request: Request, x_api_key: str | None) -> Principal | None:

@@ -17,12 +17,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from api.deps import require_scope, settings_of
+from api.deps import embedder_of, index_of, require_scope, settings_of
 from core import db
 from models.clip import Clip
 from models.registry import get_model
 from retrieval import photo_meta
-from retrieval.query_embed import EmbedUnavailable, QueryEmbedder, Region
+from retrieval.query_embed import EmbedUnavailable, Region
 from retrieval.search import moments as moments_q
 from retrieval.search import projects
 from retrieval.search.interface import (
@@ -31,7 +31,6 @@ from retrieval.search.interface import (
     Hit,
     NumericRange,
     QueryError,
-    SearchIndex,
     SearchQuery,
     SearchResult,
 )
@@ -129,17 +128,6 @@ def read_access(request: Request, x_api_key: str | None = Header(default=None)) 
     (GET routes are checked by api.security's middleware)."""
     if not settings_of(request).security.anonymous_read:
         require_scope("read")(request, x_api_key)
-
-
-def _index(request: Request) -> SearchIndex:
-    return request.app.state.index  # type: ignore[no-any-return]
-
-
-def _embedder(request: Request) -> QueryEmbedder:
-    emb = getattr(request.app.state, "query_embedder", None)
-    if emb is None:
-        emb = request.app.state.query_embedder = QueryEmbedder(settings_of(request))
-    return emb  # type: ignore[no-any-return]
 
 
 async def _run(fn: Callable[..., T], *args: Any) -> T:
@@ -273,7 +261,7 @@ async def search(request: Request, query: Filters) -> SearchOut:
     """Full text over title, description, filename, labels, objects, OCR text and captions, with
     highlights, filters and exact facet counts. Stable order: score (or upload date), then asset id."""
     await _run(_check_project, request, query)
-    result = await _run(_index(request).search, query)
+    result = await _run(index_of(request).search, query)
     out = _search_out(request, query, result)
     timed = [h.asset_id for h in out.hits if h.media_type in ("video", "audio")]
     if query.text and timed:  # where in each video: spoken words, labels, OCR lines (retrieval/search/moments.py)
@@ -406,7 +394,7 @@ async def similar_moments(
 ) -> FrameMomentsOut:
     """More like this, by moment: the keyframes (video, time) nearest to a keyframe of this video (or to this
     image's vector), at most ``per_asset`` per video."""
-    index = _index(request)
+    index = index_of(request)
 
     def run() -> tuple[int | None, list[moments_q.Moment]]:
         with db.connect(settings_of(request)) as conn:
@@ -431,7 +419,7 @@ async def similar(request: Request, asset_id: str, query: Filters, model: str = 
                   k: Annotated[int, Query(ge=1, le=100)] = 10) -> list[HitOut]:
     """kNN on the asset's embedding (the model's active version), restricted by the filters."""
     await _run(_check_project, request, query)
-    hits = await _run(_index(request).similar, asset_id, model, k, query)
+    hits = await _run(index_of(request).similar, asset_id, model, k, query)
     return _hits(request, hits)
 
 
@@ -442,8 +430,8 @@ async def _image_knn(request: Request, data: bytes, region: Region | None, model
         raise HTTPException(413, f"query image exceeds the {settings.limits.max_upload_bytes} byte limit")
     model = model or settings.search.query_embed_model
     await _run(_check_project, request, query)
-    vec = await _run(_embedder(request).image, model, data, region)
-    hits = await _run(_index(request).knn, model, vec, k, query, exclude)
+    vec = await _run(embedder_of(request).image, model, data, region)
+    hits = await _run(index_of(request).knn, model, vec, k, query, exclude)
     out = KnnOut(model=model, k=k, hits=_hits(request, hits))
     videos = [h.asset_id for h in out.hits if h.media_type == "video"]
     if videos:  # "this video, at 00:42": the keyframe of each video hit nearest to the query picture
@@ -509,8 +497,8 @@ async def semantic(request: Request, query: Filters, text: Annotated[str, Query(
     """Meaning, not words: the MiniLM embedding of ``text`` against the assets' text embeddings
     (labels, faces, OCR, title, description), with the filters."""
     model = settings_of(request).search.text_embed_model
-    vec = await _run(_embedder(request).text, text, model)
-    hits = await _run(_index(request).knn, model, vec, k, query)
+    vec = await _run(embedder_of(request).text, text, model)
+    hits = await _run(index_of(request).knn, model, vec, k, query)
     return KnnOut(model=model, k=k, hits=_hits(request, hits))
 
 
@@ -529,14 +517,14 @@ async def hybrid(
     await _run(_check_project, request, query)
     if like is not None:
         model = model or settings.search.query_embed_model
-        vec = await _run(_index(request).vector_of, like, model)
+        vec = await _run(index_of(request).vector_of, like, model)
         if vec is None:
             raise HTTPException(404, f"asset {like} has no {model} embedding (yet)")
     else:
         model = model or settings.search.text_embed_model
         assert query.text is not None
-        vec = await _run(_embedder(request).text, query.text, model)
-    result = await _run(_index(request).hybrid, query, model, vec, depth)
+        vec = await _run(embedder_of(request).text, query.text, model)
+    result = await _run(index_of(request).hybrid, query, model, vec, depth)
     return _search_out(request, query, result)
 
 
@@ -556,8 +544,8 @@ async def clip_text_to_image(request: Request, query: Filters,
         raise HTTPException(501, f"cross-modal search needs the {model!r} model (CLIP weights), not installed here")
     if why := clip.unavailable():
         raise HTTPException(501, f"cross-modal search needs the {model!r} model: {why}")
-    vec = await _run(clip.embed_text, _embedder(request).triton, text)
-    hits = await _run(_index(request).knn, model, vec, k, query)
+    vec = await _run(clip.embed_text, embedder_of(request).triton, text)
+    hits = await _run(index_of(request).knn, model, vec, k, query)
     return KnnOut(model=model, k=k, hits=_hits(request, hits))
 
 
@@ -565,7 +553,7 @@ async def clip_text_to_image(request: Request, query: Filters,
 @router.get("/search/models", response_model=list[VectorModelOut])
 async def vector_models(request: Request) -> list[VectorModelOut]:
     """Embedding models in the index: versions held (vectors per version) and the active one."""
-    models = await _run(_index(request).vector_models)
+    models = await _run(index_of(request).vector_models)
     return [VectorModelOut(model=m.model, active_version=m.active_version, versions=m.versions, dim=m.dim)
             for m in models]
 
@@ -573,7 +561,7 @@ async def vector_models(request: Request) -> list[VectorModelOut]:
 @router.post("/search/models/{model}/activate", dependencies=[Depends(require_scope("admin"))])
 async def activate(request: Request, model: str, body: ActivateIn) -> dict[str, Any]:
     """Switch queries to another model version (vectors and labels), without downtime."""
-    act = await _run(_index(request).activate_version, model, body.version)
+    act = await _run(index_of(request).activate_version, model, body.version)
     return {"model": act.model, "version": act.version, "previous": act.previous, "docs_updated": act.docs_updated}
 
 
@@ -624,4 +612,4 @@ async def search_project(request: Request, project_id: str, query: Filters) -> S
 
     query = replace(query, project=project_id)
     await _run(_check_project, request, query)
-    return _search_out(request, query, await _run(_index(request).search, query))
+    return _search_out(request, query, await _run(index_of(request).search, query))

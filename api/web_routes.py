@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from api.cards import load_card
-from api.deps import settings_of
+from api.deps import embedder_of, index_of, settings_of
 from api.search_routes import search_filters
 from api.security import KEY_COOKIE, principal_of
 from core import db
@@ -32,7 +32,7 @@ from core.settings import Settings
 from models.registry import all_models, enabled_models, unavailable_models
 from retrieval import photo_meta
 from retrieval.people import queries as people
-from retrieval.query_embed import EmbedUnavailable, QueryEmbedder
+from retrieval.query_embed import EmbedUnavailable
 from retrieval.search import moments as moments_q
 from retrieval.search import projects
 from retrieval.search.interface import (
@@ -129,17 +129,6 @@ def _needs_login(request: Request) -> Response | None:
     return RedirectResponse(_url("/login", {"next": nxt}), status_code=303)
 
 
-def _index(request: Request) -> SearchIndex:
-    return request.app.state.index  # type: ignore[no-any-return]
-
-
-def _embedder(request: Request) -> QueryEmbedder:
-    emb = getattr(request.app.state, "query_embedder", None)
-    if emb is None:
-        emb = request.app.state.query_embedder = QueryEmbedder(settings_of(request))
-    return emb  # type: ignore[no-any-return]
-
-
 def expected_models(settings: Settings) -> dict[str, list[str]]:
     """The models that report a state for every new asset, by media type (the upload page's chips)."""
     gone = unavailable_models(settings, enabled_models(settings))
@@ -177,7 +166,7 @@ def _day(text: str | None, end: bool = False) -> datetime | None:
 # ------------------------------------------------------------------------------ search page
 def _search(request: Request, params: dict[str, Any], page: int) -> dict[str, Any]:
     settings = settings_of(request)
-    index = _index(request)
+    index = index_of(request)
     mode = params.get("mode") or "text"
     if mode not in MODES:
         raise QueryError(f"mode must be one of {', '.join(MODES)}")
@@ -200,7 +189,7 @@ def _search(request: Request, params: dict[str, Any], page: int) -> dict[str, An
         model = settings.search.text_embed_model
         assert query.text is not None
         try:
-            vec = _embedder(request).text(query.text, model)
+            vec = embedder_of(request).text(query.text, model)
         except EmbedUnavailable as exc:
             raise QueryError(f"{mode} search is unavailable right now: {exc}") from None
         if mode == "hybrid":
@@ -285,7 +274,7 @@ def _asset_context(request: Request, asset_id: str) -> dict[str, Any] | None:
     models = [states.get(name, {"model": name, "status": "pending", "reason": None, "model_version": None})
               for name in expected] + [m for name, m in states.items() if name not in expected]
     try:
-        similar = _index(request).similar(asset_id, settings.search.query_embed_model, 12)
+        similar = index_of(request).similar(asset_id, settings.search.query_embed_model, 12)
     except LookupError:
         similar = []
     try:

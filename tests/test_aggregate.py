@@ -54,24 +54,30 @@ def test_one_event_per_asset_exactly_once_under_kill9(env: Settings, sample_file
     sup.start()
     try:
         ing = Ingestor(s)
-        ids = []
+        ids: list[str] = []
         files = variants(sample_files, 12)
-        for i, (name, data) in enumerate(files):
-            meta = Metadata(filename=name, title="A cat on a chair" if i % 2 else None)
-            ids.append(ing.ingest_bytes(data, meta).asset_id)
-            time.sleep(0.3)
+
+        def ingest(batch: list[tuple[str, bytes]], start: int) -> None:
+            for i, (name, data) in enumerate(batch, start):
+                meta = Metadata(filename=name, title="A cat on a chair" if i % 2 else None)
+                ids.append(ing.ingest_bytes(data, meta).asset_id)
+                time.sleep(0.3)
+
+        ingest(files[:6], 0)  # the first half: the aggregate crashes in its commit window, then is restarted
         deadline = time.monotonic() + 240
         crashed = kills = 0
-        while emitted(s, ids) < len(ids) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (crashed and emitted(s, ids) >= 1):
             time.sleep(0.3)
             if agg.proc is not None and agg.proc.poll() is not None:  # the fault hook fired: restart without it
                 agg.extra_env.pop("ARGUS_FAULT", None)
                 sup.restart("sink-aggregate")
                 crashed += 1
-            elif crashed and not kills and emitted(s, ids) >= len(ids) // 3:  # then kill -9 mid-stream
-                sup.kill("sink-aggregate")
-                sup.restart("sink-aggregate")
-                kills += 1
+        sup.kill("sink-aggregate")  # then kill -9, with the second half still to come
+        sup.restart("sink-aggregate")
+        kills += 1
+        ingest(files[6:], 6)
+        while emitted(s, ids) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.3)
         assert emitted(s, ids) == len(ids), f"{emitted(s, ids)} of {len(ids)} assets emitted"
         assert crashed == 1 and kills == 1, (crashed, kills)
         time.sleep(3)  # the relay publishes the last outbox rows
