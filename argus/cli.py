@@ -212,14 +212,56 @@ def run_grpc(host: str | None = None, port: int | None = None) -> None:
     serve(settings)
 
 
+@run_app.command("ftp")
+def run_ftp() -> None:
+    """Serve FTP ingest for the configured accounts (settings ``ftp``; plain FTP, no FTPS), docs/metadata.md."""
+    import signal
+    import threading
+
+    from producers.ftp_server import FtpAccount, FtpIngestServer
+    from producers.ingest import Ingestor
+
+    _logging()
+    settings = _settings()
+    cfg = settings.ftp
+    if not cfg.accounts:
+        raise typer.BadParameter("no FTP accounts configured (settings ftp.accounts)")
+    accounts = [FtpAccount(a.user, a.password_sha256, a.collection, a.source, a.agency) for a in cfg.accounts]
+    passive = range(cfg.passive_ports[0], cfg.passive_ports[1] + 1) if cfg.passive_ports else None
+    server = FtpIngestServer(Ingestor(settings), accounts, cfg.root or settings.abs_state_dir / "ftp", host=cfg.host,
+                             port=cfg.port, passive_ports=passive, masquerade_address=cfg.masquerade_address)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    logging.getLogger("argus.ftp").info("ftp ingest on %s:%d", *server.address)
+    stop.wait()
+    server.stop()
+
+
 @app.command("watch")
-def watch(folder: Path, settle: float = 2.0) -> None:
-    """Ingest files dropped into FOLDER once they are complete."""
+def watch(
+    folder: Path,
+    settle: float = 2.0,
+    collection: Annotated[list[str] | None, typer.Option(
+        help="SUBFOLDER=COLLECTION (repeatable); default: the first-level sub-folder's name")] = None,
+    agency: Annotated[list[str] | None, typer.Option(
+        help="a first-level sub-folder whose media waits for its ninjs / NewsML-G2 document (repeatable)")] = None,
+) -> None:
+    """Ingest files dropped into FOLDER (recursively) once they are complete: XMP sidecars, agency documents and a
+    collection per sub-folder (docs/metadata.md)."""
     from producers.ingest import Ingestor
     from producers.watch_folder import WatchFolder
 
+    mapping = {}
+    for item in collection or []:
+        sub, sep, coll = item.partition("=")
+        if not sep or not sub or "/" in sub:
+            raise typer.BadParameter(f"--collection {item!r}: expected SUBFOLDER=COLLECTION")
+        mapping[sub] = coll
     _logging()
-    WatchFolder(Ingestor(_settings()), folder, settle_s=settle).run()
+    WatchFolder(Ingestor(_settings()), folder, settle_s=settle, collections=mapping,
+                agency=frozenset(agency or [])).run()
 
 
 # ------------------------------------------------------------------------------ ingest + search

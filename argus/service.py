@@ -372,6 +372,8 @@ def service_workers(settings: Settings, api: bool = True, only: list[str] | None
     workers.append(Worker("sink-aggregate", ["run", "sink", "aggregate"]))
     if settings.webhooks.enabled:  # assets.annotated -> registered URLs (sinks/webhook_sink.py)
         workers.append(Worker("webhooks", ["run", "webhooks"]))
+    if settings.ftp.accounts:  # camera / wire FTP ingest (producers/ftp_server.py), only when configured
+        workers.append(Worker("ftp", ["run", "ftp"]))
     if api:
         workers.append(Worker("api", ["run", "api"]))
     if api and settings.annotate.grpc_enabled:  # on-demand annotation (api/grpc_service.py)

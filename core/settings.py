@@ -201,6 +201,28 @@ class FeedSettings(BaseModel):
     allow_networks: list[str] = Field(default_factory=list)
 
 
+class FtpAccountSettings(BaseModel):
+    """One FTP account (producers/ftp_server.py FtpAccount): only the sha256 of the password is kept."""
+
+    user: str
+    password_sha256: str
+    collection: str | None = None
+    source: str | None = None  # default: ftp:<user>
+    agency: bool = False  # media waits for its ninjs / NewsML-G2 document
+
+
+class FtpSettings(BaseModel):
+    """The FTP ingest server (``argus run ftp``; started by ``argus serve`` only when accounts are configured).
+    Plain FTP only: FTPS needs pyOpenSSL, which is not shipped (docs/metadata.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 2121
+    passive_ports: tuple[int, int] | None = None  # first, last (inclusive): the range a firewall opens
+    masquerade_address: str | None = None  # the public address behind NAT, for PASV replies
+    root: Path | None = None  # staging folder; None -> <state_dir>/ftp
+    accounts: list[FtpAccountSettings] = Field(default_factory=list)
+
+
 class OpenSearchSettings(BaseModel):
     """The scale-out search backend (``search_backend = "opensearch"``); see docs/search.md."""
 
@@ -335,6 +357,7 @@ class Settings(BaseSettings):
     feed: FeedSettings = Field(default_factory=FeedSettings)
     people: PeopleSettings = Field(default_factory=PeopleSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
+    ftp: FtpSettings = Field(default_factory=FtpSettings)
 
     # ---- resolved endpoints -------------------------------------------------------
     @property

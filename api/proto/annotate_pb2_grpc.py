@@ -5,7 +5,7 @@ import warnings
 
 from api.proto import annotate_pb2 as api_dot_proto_dot_annotate__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
