@@ -378,6 +378,36 @@ async def transcript_srt(request: Request, asset_id: str) -> PlainTextResponse:
                              headers={"Content-Disposition": f'attachment; filename="{asset_id[:16]}.srt"'})
 
 
+class SemanticMomentsOut(BaseModel):
+    text: str
+    model: str = Field(description="the text model and version of the vectors")
+    moments: list[MomentOut]
+
+
+@router.get("/moments/semantic", response_model=SemanticMomentsOut)
+async def semantic_moments(
+    request: Request,
+    text: Annotated[str, Query(min_length=1, max_length=500, description="what is meant (a sentence)")],
+    language: Annotated[str | None, Query(pattern="^[a-z]{2,3}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    per_asset: Annotated[int | None, Query(ge=1, le=100)] = None,
+) -> SemanticMomentsOut:
+    """Moments whose words MEAN what ``text`` says (MiniLM over transcript segments), not only those that use its
+    words: each with its time, cosine score and a seekable URL. Nearest first."""
+    settings = settings_of(request)
+    model = settings.search.text_embed_model
+    vec = await _run(embedder_of(request).text, text, model)
+    embed_model = f"{model}:{get_model(settings, model).version}"
+
+    def run() -> list[moments_q.Moment]:
+        with db.connect(settings) as conn:
+            return moments_q.search_meaning(conn, vec, embed_model, limit=limit, language=language,
+                                            per_asset=per_asset)
+
+    found = await _run(run)
+    return SemanticMomentsOut(text=text, model=embed_model, moments=[_moment_out(request, m) for m in found])
+
+
 class FrameMomentsOut(BaseModel):
     model: str
     query_t_ms: int | None

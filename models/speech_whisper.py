@@ -27,6 +27,7 @@ from core import audio
 from core.triton import TritonClient
 from models.base import CheckResult, Item, Model
 from models.probes import triton_infer
+from models.text_embed import TextEmbed, pack_vector
 from schemas.events import AnnotationPayload, MediaUploaded, SpeechSegment, SpokenWord, Transcript
 
 RATE = audio.RATE
@@ -38,6 +39,7 @@ SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 OUTPUTS = ["SEGMENTS", "LANGUAGE_OUT", "LANGUAGE_P"]
 PAUSE_MS = 1200  # a pause this long between two words starts a new segment
 MAX_ASSET_WORDS = 4000  # ~30 min of speech: beyond it the asset-level transcript leaves word times to the chunks
+MAX_ASSET_VECTORS = 1000  # sentences with a meaning vector in the asset transcript (~520 bytes each)
 PROBE_TEXT = "The minister announced new flood defences for the city of Hamburg on Tuesday."
 
 
@@ -159,16 +161,43 @@ class SpeechWhisper(Model):
             feed["LANGUAGE"] = inputs["LANGUAGE"]
         out = triton.infer(self.name, feed, self.outputs)
         # what the window knows about its track travels with the outputs to to_payloads
-        return {**out, **{k: inputs[k] for k in ("OFFSET_MS", "DURATION_MS", "DECODED_MS", "SKIPPED_MS", "STATUS",
-                                                 "NOTE", "SOURCE", "LENGTH")}}
+        res = {**out, **{k: inputs[k] for k in ("OFFSET_MS", "DURATION_MS", "DECODED_MS", "SKIPPED_MS", "STATUS",
+                                                "NOTE", "SOURCE", "LENGTH")}}
+        vectors = self._segment_vectors(triton, res)
+        if vectors is not None:
+            res["SEG_VECTORS"] = vectors
+        return res
+
+    def _segment_vectors(self, triton: TritonClient, outputs: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Each sentence's MiniLM vector (meaning search over moments, docs/video.md), embedded here, beside the
+        transcription, so the search sink stores it in the segments' transaction without calling the network.
+        None when the text model is not installed (segments are then found by their words only)."""
+        name = self.settings.search.text_embed_model
+        if not (self.settings.triton_repo / name / "tokenizer.json").exists():
+            return None
+        embedder = TextEmbed(self.settings)
+        rows = [[s.text for s in _segments(outputs, i)] for i in range(len(outputs["OFFSET_MS"]))]
+        texts = [t for r in rows for t in r]
+        vecs = np.concatenate([embedder.embed(texts[i : i + embedder.max_batch], triton)
+                               for i in range(0, len(texts), embedder.max_batch)] or [np.zeros((0, 1), np.float32)])
+        out, k = np.empty((len(rows), 1), dtype=np.object_), 0
+        for i, r in enumerate(rows):
+            out[i, 0] = json.dumps({"model": f"{embedder.name}:{embedder.version}",
+                                    "v": [pack_vector(vecs[k + j]) for j in range(len(r))]}).encode()
+            k += len(r)
+        return out
 
     def to_payloads(self, outputs: dict[str, np.ndarray], n: int) -> list[AnnotationPayload]:
         result: list[AnnotationPayload] = []
         for i in range(n):
-            offset = int(outputs["OFFSET_MS"][i, 0])
             lang = _text(outputs["LANGUAGE_OUT"][i, 0]) or None
-            segs = [part for s in json.loads(_text(outputs["SEGMENTS"][i, 0]) or "[]")
-                    for part in split_segment(s, offset, lang)]
+            segs = _segments(outputs, i)
+            vector_model = None
+            if "SEG_VECTORS" in outputs:
+                packed = json.loads(_text(outputs["SEG_VECTORS"][i, 0]))
+                if len(packed["v"]) == len(segs) and segs:
+                    vector_model = packed["model"]
+                    segs = [s.model_copy(update={"vector": v}) for s, v in zip(segs, packed["v"], strict=True)]
             track_status = _text(outputs["STATUS"][i, 0])
             duration = int(outputs["DURATION_MS"][i, 0])
             result.append(Transcript(
@@ -177,7 +206,7 @@ class SpeechWhisper(Model):
                 duration_ms=None if duration < 0 else duration,
                 processed_ms=int(outputs["LENGTH"][i, 0]) * 1000 // RATE, skipped_ms=int(outputs["SKIPPED_MS"][i, 0]),
                 note=_text(outputs["NOTE"][i, 0]) or None, source_rate=int(outputs["SOURCE"][i, 0]),
-                source_channels=int(outputs["SOURCE"][i, 1]), segments=segs))
+                source_channels=int(outputs["SOURCE"][i, 1]), segments=segs, vector_model=vector_model))
         return result
 
     def summarize(self, keyframes: Sequence[tuple[int, AnnotationPayload]]) -> AnnotationPayload | None:
@@ -189,6 +218,9 @@ class SpeechWhisper(Model):
         segments = [s for _, c in chunks for s in c.segments]
         if sum(len(s.words) for s in segments) > MAX_ASSET_WORDS:  # keep the event well under the broker's 1 MB
             segments = [s.model_copy(update={"words": []}) for s in segments]  # (the chunks keep their words)
+        if len(segments) > MAX_ASSET_VECTORS:  # ~0.5 MB of vectors at most in the asset event (docs/video.md)
+            segments = segments[:MAX_ASSET_VECTORS] + [s.model_copy(update={"vector": None})
+                                                       for s in segments[MAX_ASSET_VECTORS:]]
         spoken_ms: dict[str, int] = {}
         prob: dict[str, float] = {}
         for _, c in chunks:
@@ -212,7 +244,15 @@ class SpeechWhisper(Model):
                           language_probability=prob.get(language, 0.0) if language else 0.0,
                           duration_ms=first.duration_ms, processed_ms=processed,
                           skipped_ms=first.skipped_ms, note=note, source_rate=first.source_rate,
-                          source_channels=first.source_channels, segments=segments)
+                          source_channels=first.source_channels, segments=segments,
+                          vector_model=next((c.vector_model for _, c in chunks if c.vector_model), None))
+
+
+def _segments(outputs: dict[str, np.ndarray], i: int) -> list[SpeechSegment]:
+    """Row ``i``'s sentences, timed from the asset's start."""
+    offset, lang = int(outputs["OFFSET_MS"][i, 0]), _text(outputs["LANGUAGE_OUT"][i, 0]) or None
+    return [part for s in json.loads(_text(outputs["SEGMENTS"][i, 0]) or "[]")
+            for part in split_segment(s, offset, lang)]
 
 
 def split_segment(seg: dict[str, Any], offset: int, language: str | None) -> list[SpeechSegment]:

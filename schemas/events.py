@@ -401,6 +401,9 @@ class SpeechSegment(BaseModel):
     avg_logprob: float = Field(description="Mean token log-probability (low: unreliable text)")
     no_speech_prob: float = Field(ge=0.0, le=1.0)
     words: list[SpokenWord] = Field(default_factory=list)
+    vector: str | None = Field(None, description="The MiniLM meaning vector of text (Transcript.vector_model): "
+                                                 "base64 of a little-endian float32 scale then int8[dim] "
+                                                 "(x = int8 * scale); None when not embedded")
 
 
 class Transcript(_Payload):
@@ -424,6 +427,8 @@ class Transcript(_Payload):
     source_rate: int = Field(0, ge=0, description="The audio stream's sample rate (Hz)")
     source_channels: int = Field(0, ge=0)
     segments: list[SpeechSegment] = Field(default_factory=list)
+    vector_model: str | None = Field(None, description="The text model and version of the segments' vectors "
+                                                       "(\"text_embed:<version>\"), None when not embedded")
 
     def search_fields(self) -> SearchFields:
         if self.scope == "chunk":

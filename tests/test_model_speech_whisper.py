@@ -18,6 +18,7 @@ from core import audio
 from core.settings import Settings
 from models import store
 from models.speech_whisper import RATE, WINDOW, SpeechWhisper, split_segment, windows
+from models.text_embed import pack_vector, unpack_vector
 from retrieval.search import moments as moments_q
 from schemas.events import Transcript
 from tests.support import speech as sp
@@ -28,6 +29,7 @@ from tests.support.stack import load_models
 PHRASE = "the harbour bridge will close for repairs"
 LINE_1 = "Good evening. Here is the news from the city council."
 LINE_2 = "The harbour bridge will close for repairs next week."
+PARAPHRASE = "port crossing shut for maintenance soon"  # LINE_2's meaning, none of its content words
 AT_1, AT_2 = 1.0, 8.0  # seconds where the two lines start in the test video
 
 
@@ -79,6 +81,17 @@ def test_payloads_shift_times_and_the_summary_merges_windows(stack_settings: Set
     assert isinstance(capped, Transcript) and capped.status == "capped" and "30 s" in (capped.note or "")
     none = model.summarize([(0, model.to_payloads(_outputs([_row(0, [], lang="", status=b"no_audio")]), 1)[0])])
     assert isinstance(none, Transcript) and none.status == "no_audio"
+
+
+def test_segment_vectors_pack_small_and_keep_the_cosine() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(50, 384)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    packed = [pack_vector(x) for x in v]
+    assert max(len(p) for p in packed) == 520  # base64 of 4 + 384 bytes (JSON floats: ~8 kB)
+    back = np.stack([unpack_vector(p) for p in packed])
+    cos = (v * back).sum(axis=1) / np.linalg.norm(back, axis=1)
+    assert float(cos.min()) > 0.999
 
 
 def test_subtitles() -> None:
@@ -178,6 +191,16 @@ def test_verify_pipeline_bad_inputs_search_and_moments(stack_settings: Settings)
         assert hit["seek_url"].endswith(f"#t={hit['start_ms'] / 1000:g}")
         assert hit["at"] == moments_q.clock(hit["start_ms"])
         assert ids["silent"] not in by_asset and ids["mute"] not in by_asset
+        # meaning search over segments: a paraphrase sharing no content word with LINE_2 finds it, at its time
+        sem = client.get("/v1/moments/semantic", params={"text": PARAPHRASE, "per_asset": 1},
+                         headers=headers).json()
+        by_asset = {m["asset_id"]: m for m in sem["moments"]}
+        hit = by_asset[ids["news"]]
+        assert "bridge" in hit["text"].lower() and abs(hit["start_ms"] / 1000 - AT_2) < 1.0, sem
+        assert hit["seek_url"].endswith(f"#t={hit['start_ms'] / 1000:g}") and sem["model"].startswith("text_embed:")
+        assert "bridge" in sem["moments"][0]["text"].lower() and ids["silent"] not in by_asset, sem
+        words = client.get("/v1/moments", params={"q": PARAPHRASE}, headers=headers).json()["moments"]
+        assert words == [], words  # full text cannot find it: the match is by meaning
         # asset search: the video hit lists its best moment; language is a facet
         res = client.get("/v1/search", params={"q": "harbour bridge", "facet": ["language", "media_type"]},
                          headers=headers).json()

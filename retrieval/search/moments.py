@@ -3,6 +3,7 @@
 - ``search_speech``: full text over transcript segments (``search_moments``, 'simple' configuration: any language,
   a quoted phrase matches the words in order), each hit with its time and a highlighted snippet; the active
   model version only (``search_model_versions``);
+- ``search_meaning``: the same segments by meaning (MiniLM vectors, ``search_moment_vectors``, 0015);
 - ``best_moments``: for the video/audio hits of an asset search, the best few moments per asset: spoken words
   matching the query, and labels/objects/OCR lines matching it with the time ranges their video summaries hold;
 - ``similar_frames``: nearest keyframes (``search_frame_vectors``) to a keyframe of a video, an asset's vector or a
@@ -85,6 +86,43 @@ def search_speech(conn: Conn, q: str, *, limit: int = 20, asset_ids: Sequence[st
         hl=sql.Literal(_HEADLINE), where=sql.SQL(" AND ").join(where), per=per)
     return [Moment(r["asset_id"], "speech", r["start_ms"], r["end_ms"], float(r["score"]), r["text"],
                    r["highlight"], r["model"], r["language"]) for r in conn.execute(query, params)]
+
+
+def search_meaning(conn: Conn, vector: Sequence[float], embed_model: str, *, limit: int = 20,
+                   language: str | None = None, per_asset: int | None = None) -> list[Moment]:
+    """Transcript segments nearest in meaning to ``vector`` (cosine, ``search_moment_vectors`` of ``embed_model``
+    = "text_embed:<version>"), best first; the active speech model version only; ``per_asset``: at most that many
+    per asset. HNSW gives the candidates (iterative scan, so filters still fill ``limit``)."""
+    dim = len(vector)
+    cast = sql.SQL("(x.embedding::vector({d}))").format(d=sql.Literal(dim))
+    where = [sql.SQL("x.embed_model = %(em)s"),
+             sql.SQL("x.model_version = coalesce(v.active_version, x.model_version)")]
+    params: dict[str, Any] = {"v": np.asarray(vector, dtype=np.float32), "em": embed_model,
+                              "depth": max(limit * 4, 40) * (1 if per_asset is None else 4)}
+    if language:
+        where.append(sql.SQL("m.language = %(lang)s"))
+        params["lang"] = language
+    conn.execute("SET LOCAL hnsw.ef_search = 200")
+    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    rows = conn.execute(sql.SQL(
+        """SELECT m.asset_id, m.model, m.start_ms, m.end_ms, m.text, m.language,
+                  1 - ({cast} <=> %(v)s::vector({d})) AS score
+           FROM search_moment_vectors x
+           JOIN search_moments m USING (asset_id, model, model_version, seq)
+           LEFT JOIN search_model_versions v ON v.model = x.model
+           WHERE {where} ORDER BY {cast} <=> %(v)s::vector({d}) LIMIT %(depth)s""").format(
+        cast=cast, d=sql.Literal(dim), where=sql.SQL(" AND ").join(where)), params).fetchall()
+    out: list[Moment] = []
+    seen: dict[str, int] = {}
+    for r in sorted(rows, key=lambda r: (-float(r["score"]), r["asset_id"], r["start_ms"])):
+        if per_asset is not None and seen.get(r["asset_id"], 0) >= per_asset:
+            continue
+        seen[r["asset_id"]] = seen.get(r["asset_id"], 0) + 1
+        out.append(Moment(r["asset_id"], "speech", int(r["start_ms"]), int(r["end_ms"]), float(r["score"]),
+                          r["text"], None, r["model"], r["language"]))
+        if len(out) >= limit:
+            break
+    return out
 
 
 def _visual(conn: Conn, q: str, asset_ids: Sequence[str]) -> list[Moment]:

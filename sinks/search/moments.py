@@ -3,6 +3,7 @@
 - An asset-level transcript (``Transcript(scope="asset")``, ``keyframe_ms`` None) replaces the asset's segments of
   that model version in ``search_moments``, when it is newer than the stored one (``is_newer``: replays and
   out-of-order delivery converge, as for the documents).
+  Its segments' MiniLM vectors (carried in the event, 0015) are written with them, in the same transaction.
 - A keyframe annotation with an embedding (``keyframe_ms`` set) is upserted into ``search_frame_vectors`` (newest
   wins per keyframe), so similarity can answer "this video, at 00:42".
 
@@ -19,6 +20,7 @@ import numpy as np
 from psycopg import sql
 
 from core.db import Conn
+from models.text_embed import unpack_vector
 from schemas.events import Annotation, Transcript
 from sinks.search.interface import is_newer
 
@@ -52,7 +54,28 @@ def _transcript(tx: Conn, a: Annotation, t: Transcript) -> int:
                                        produced_at, annotation_id) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
         [(a.asset_id, a.model, a.model_version, i, s.start_ms, s.end_ms, s.text, s.language or t.language,
           a.occurred_at, a.annotation_id) for i, s in enumerate(t.segments)])
+    vectors = [(i, unpack_vector(s.vector)) for i, s in enumerate(t.segments) if s.vector]
+    if vectors and t.vector_model:  # the old ones went with their segments (ON DELETE CASCADE, 0015)
+        ensure_moment_index(tx, t.vector_model, len(vectors[0][1]))
+        tx.cursor().executemany(
+            """INSERT INTO search_moment_vectors (asset_id, model, model_version, seq, embed_model, embedding)
+               VALUES (%s,%s,%s,%s,%s,%s)""",
+            [(a.asset_id, a.model, a.model_version, i, t.vector_model, v) for i, v in vectors])
     return 1
+
+
+def ensure_moment_index(tx: Conn, embed_model: str, dim: int) -> None:
+    """The text model version's partial HNSW index over segment vectors (0015); created once, when missing."""
+    if _ensured.get(("moments", embed_model)) == dim:
+        return
+    name = f"smv_{hashlib.sha256(embed_model.encode()).hexdigest()[:12]}"
+    if tx.execute("SELECT 1 FROM pg_class WHERE relname=%s", (name,)).fetchone() is None:
+        tx.execute("SELECT pg_advisory_xact_lock(7245505)")
+        tx.execute(sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {i} ON search_moment_vectors USING hnsw ((embedding::vector({d})) "
+            "vector_cosine_ops) WHERE embed_model = {m}").format(
+            i=sql.Identifier(name), d=sql.Literal(dim), m=sql.Literal(embed_model)))
+    _ensured[("moments", embed_model)] = dim
 
 
 def _index_name(model: str, version: str) -> str:
