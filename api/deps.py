@@ -38,6 +38,12 @@ def _principal(request: Request, x_api_key: str | None) -> Principal | None:
     return principal
 
 
+def actor_of(request: Request) -> str | None:
+    """Who did it, for audit trails: the authenticated key's id (header or login cookie), never the secret."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal.key_id if principal is not None else None
+
+
 def require_scope(scope: str) -> Callable[..., None]:
     """Dependency: a valid X-API-Key whose scopes include ``scope`` (admin includes every scope)."""
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.deps import require_scope, settings_of
+from api.deps import actor_of, require_scope, settings_of
 from retrieval.people import curation, queries
 
 router = APIRouter(prefix="/v1", tags=["people"])
@@ -50,11 +50,6 @@ class AssignIn(BaseModel):
 
 class RecognitionIn(BaseModel):
     recognition: bool
-
-
-def _actor(x_api_key: str | None) -> str | None:
-    """Who did it, without the secret: the key's first characters."""
-    return f"key:{x_api_key[:4]}…" if x_api_key else None
 
 
 async def _run(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
@@ -127,57 +122,50 @@ async def similar_to_box(request: Request, asset_id: str,
 
 # ------------------------------------------------------------------------------ curation
 @router.post("/people/{person_id}/name", dependencies=EDIT)
-async def name_person(request: Request, person_id: str, body: NameIn,
-                      x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
-    audit = await _run(curation.name_person, settings_of(request), person_id, body.name, _actor(x_api_key))
+async def name_person(request: Request, person_id: str, body: NameIn) -> dict[str, Any]:
+    audit = await _run(curation.name_person, settings_of(request), person_id, body.name, actor_of(request))
     return {"person_id": person_id, "name": body.name, "audit_id": audit}
 
 
 @router.post("/people/{person_id}/merge", dependencies=EDIT)
-async def merge_people(request: Request, person_id: str, body: MergeIn,
-                       x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
-    audit = await _run(curation.merge, settings_of(request), person_id, body.sources, _actor(x_api_key))
+async def merge_people(request: Request, person_id: str, body: MergeIn) -> dict[str, Any]:
+    audit = await _run(curation.merge, settings_of(request), person_id, body.sources, actor_of(request))
     return {"person_id": person_id, "merged": body.sources, "audit_id": audit}
 
 
 @router.post("/people/{person_id}/split", dependencies=EDIT)
-async def split_person(request: Request, person_id: str, body: FacesIn,
-                       x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
-    new_id, audit = await _run(curation.split, settings_of(request), person_id, body.face_ids, _actor(x_api_key))
+async def split_person(request: Request, person_id: str, body: FacesIn) -> dict[str, Any]:
+    new_id, audit = await _run(curation.split, settings_of(request), person_id, body.face_ids, actor_of(request))
     return {"person_id": person_id, "new_person_id": new_id, "audit_id": audit}
 
 
 @router.post("/people/{person_id}/faces/{face_id}/remove", dependencies=EDIT)
-async def remove_face(request: Request, person_id: str, face_id: str,
-                      x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
-    audit = await _run(curation.remove_face, settings_of(request), person_id, face_id, _actor(x_api_key))
+async def remove_face(request: Request, person_id: str, face_id: str) -> dict[str, Any]:
+    audit = await _run(curation.remove_face, settings_of(request), person_id, face_id, actor_of(request))
     return {"person_id": person_id, "face_id": face_id, "audit_id": audit}
 
 
 @router.post("/faces/{face_id}/assign", dependencies=EDIT)
-async def assign_face(request: Request, face_id: str, body: AssignIn,
-                      x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
-    audit = await _run(curation.assign_face, settings_of(request), face_id, body.person_id, _actor(x_api_key))
+async def assign_face(request: Request, face_id: str, body: AssignIn) -> dict[str, Any]:
+    audit = await _run(curation.assign_face, settings_of(request), face_id, body.person_id, actor_of(request))
     return {"person_id": body.person_id, "face_id": face_id, "audit_id": audit}
 
 
 @router.post("/people/{person_id}/hide", dependencies=EDIT)
-async def hide_person(request: Request, person_id: str, body: HideIn,
-                      x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
-    audit = await _run(curation.hide_person, settings_of(request), person_id, body.hidden, _actor(x_api_key))
+async def hide_person(request: Request, person_id: str, body: HideIn) -> dict[str, Any]:
+    audit = await _run(curation.hide_person, settings_of(request), person_id, body.hidden, actor_of(request))
     return {"person_id": person_id, "hidden": body.hidden, "audit_id": audit}
 
 
 @router.post("/people/{person_id}/cover", dependencies=EDIT)
-async def set_cover(request: Request, person_id: str, body: CoverIn,
-                    x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
-    audit = await _run(curation.set_cover, settings_of(request), person_id, body.face_id, _actor(x_api_key))
+async def set_cover(request: Request, person_id: str, body: CoverIn) -> dict[str, Any]:
+    audit = await _run(curation.set_cover, settings_of(request), person_id, body.face_id, actor_of(request))
     return {"person_id": person_id, "cover_face_id": body.face_id, "audit_id": audit}
 
 
 @router.post("/people/audit/{audit_id}/undo", dependencies=EDIT)
-async def undo(request: Request, audit_id: int, x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
-    new = await _run(curation.undo, settings_of(request), audit_id, _actor(x_api_key))
+async def undo(request: Request, audit_id: int) -> dict[str, Any]:
+    new = await _run(curation.undo, settings_of(request), audit_id, actor_of(request))
     return {"undone": audit_id, "audit_id": new}
 
 
@@ -188,25 +176,22 @@ async def recluster(request: Request) -> dict[str, int]:
 
 # ------------------------------------------------------------------------------ privacy
 @router.post("/people/{person_id}/forget", dependencies=ADMIN)
-async def forget_person(request: Request, person_id: str,
-                        x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
+async def forget_person(request: Request, person_id: str) -> dict[str, Any]:
     """Delete the person, its faces and their descriptors everywhere (not undoable)."""
-    audit = await _run(curation.forget_person, settings_of(request), person_id, _actor(x_api_key))
+    audit = await _run(curation.forget_person, settings_of(request), person_id, actor_of(request))
     return {"forgotten": person_id, "audit_id": audit}
 
 
 @router.delete("/assets/{asset_id}/faces", dependencies=ADMIN)
-async def forget_asset_faces(request: Request, asset_id: str,
-                             x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
+async def forget_asset_faces(request: Request, asset_id: str) -> dict[str, Any]:
     """An asset deleted or killed: remove its faces and their descriptors."""
-    n = await _run(curation.forget_asset_faces, settings_of(request), asset_id, _actor(x_api_key))
+    n = await _run(curation.forget_asset_faces, settings_of(request), asset_id, actor_of(request))
     return {"asset_id": asset_id, "faces_removed": n}
 
 
 @router.put("/people/collections/{collection}", dependencies=ADMIN)
-async def collection_recognition(request: Request, collection: str, body: RecognitionIn,
-                                 x_api_key: str | None = Header(default=None)) -> dict[str, Any]:
+async def collection_recognition(request: Request, collection: str, body: RecognitionIn) -> dict[str, Any]:
     """Recognition on/off for one collection (off also clears its faces' descriptors and persons)."""
     n = await _run(curation.set_collection_recognition, settings_of(request), collection, body.recognition,
-                   _actor(x_api_key))
+                   actor_of(request))
     return {"collection": collection, "recognition": body.recognition, "faces_cleared": n}

@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import require_scope, settings_of
+from api.deps import actor_of, require_scope, settings_of
 from core import db
 from retrieval import photo_meta
 from sinks import lifecycle
@@ -53,15 +53,10 @@ class ReasonIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000, description="Why (kept with the tombstone)")
 
 
-def _actor(request: Request) -> str | None:
-    principal = getattr(request.state, "principal", None)
-    return getattr(principal, "key_id", None)
-
-
 async def _apply(request: Request, asset_id: str, action: lifecycle.Action, **kw: Any) -> dict[str, Any]:
     try:
         done = await run_in_threadpool(lifecycle.apply, settings_of(request), asset_id, action,
-                                       actor=_actor(request), **kw)
+                                       actor=actor_of(request), **kw)
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from None
     except lifecycle.LifecycleError as exc:
@@ -72,9 +67,10 @@ async def _apply(request: Request, asset_id: str, action: lifecycle.Action, **kw
 
 
 @router.get("/{asset_id}/metadata")
-async def get_metadata(request: Request, asset_id: str) -> dict[str, Any]:
-    """The asset's metadata record (edits applied) with its rights state."""
-    recs = await run_in_threadpool(photo_meta.records, settings_of(request), [asset_id])
+def get_metadata(request: Request, asset_id: str) -> dict[str, Any]:
+    """The asset's metadata record (edits applied) with its rights state. (A plain def: FastAPI runs it on its
+    thread pool, so the database calls never block the event loop.)"""
+    recs = photo_meta.records(settings_of(request), [asset_id])
     rec = recs.get(asset_id)
     with db.connect(settings_of(request)) as conn:
         known = conn.execute("SELECT 1 FROM assets WHERE asset_id=%s", (asset_id,)).fetchone()
@@ -114,14 +110,14 @@ async def restore(request: Request, asset_id: str, body: ReasonIn) -> dict[str, 
 
 
 @router.delete("/{asset_id}", dependencies=[Depends(require_scope("admin"))])
-async def delete(request: Request, asset_id: str, reason: str, x_api_key: str | None = Header(None)) -> dict[str, Any]:
+async def delete(request: Request, asset_id: str, reason: str) -> dict[str, Any]:
     """Delete (e.g. a legal takedown): original, renditions, annotations, vectors, hashes, index entries."""
     return await _apply(request, asset_id, "delete", reason=reason)
 
 
 @router.get("/{asset_id}/lifecycle", dependencies=[Depends(require_scope("admin"))])
-async def lifecycle_log(request: Request, asset_id: str) -> dict[str, Any]:
-    """The asset's state and its audit trail (who, when, what)."""
+def lifecycle_log(request: Request, asset_id: str) -> dict[str, Any]:
+    """The asset's state and its audit trail (who, when, what). (Plain def: runs on the thread pool.)"""
     with db.connect(settings_of(request)) as conn:
         st = lifecycle.state_of(conn, asset_id)
         log = conn.execute("SELECT seq, action, reason, actor, detail, at FROM asset_lifecycle_log "

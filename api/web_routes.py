@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -61,7 +60,6 @@ PAGE_SIZE = 48
 WEB_PHOTO_FACETS = ("credit", "byline", "country", "city", "taken_month")
 MODES = ("text", "semantic", "hybrid")
 SESSION_S = 12 * 3600
-T = TypeVar("T")
 _B = re.compile(r"(</?b>)")
 
 
@@ -100,10 +98,6 @@ templates.env.filters["moment_hl"] = lambda t: _highlight(t.replace("[[", "<b>")
 templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
 templates.env.filters["when"] = lambda d: d.strftime("%Y-%m-%d %H:%M") if isinstance(d, datetime) else ""
 templates.env.filters["kb"] = lambda n: f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
-
-
-async def _call(fn: Callable[..., T], *args: Any) -> T:
-    return await run_in_threadpool(fn, *args)
 
 
 def _can(request: Request, scope: str) -> bool:
@@ -229,7 +223,7 @@ async def search_page(request: Request) -> Response:
     found: dict[str, Any] = {"result": SearchResult(0, []), "nsfw": set(), "project": None, "note": None, "pages": 1,
                              "names": {}, "rights": {}, "moments": {}}
     try:
-        found = await _call(_search, request, params, page)
+        found = await run_in_threadpool(_search, request, params, page)
     except HTTPException as exc:
         error = str(exc.detail)
     except (QueryError, LookupError, projects.ProjectError) as exc:
@@ -295,7 +289,7 @@ def _asset_context(request: Request, asset_id: str) -> dict[str, Any] | None:
 async def asset_page(request: Request, asset_id: str) -> Response:
     if (redirect := _needs_login(request)) is not None:
         return redirect
-    ctx = await _call(_asset_context, request, asset_id)
+    ctx = await run_in_threadpool(_asset_context, request, asset_id)
     if ctx is None:
         return _page(request, "message.html", 404, title="Not found", message=f"There is no asset {asset_id}.")
     return _page(request, "asset.html", **ctx)
@@ -312,7 +306,7 @@ async def upload_page(request: Request) -> Response:
     if (redirect := _needs_login(request)) is not None:
         return redirect
     settings = settings_of(request)
-    return _page(request, "upload.html", expected=await _call(expected_models, settings),
+    return _page(request, "upload.html", expected=await run_in_threadpool(expected_models, settings),
                  max_bytes=settings.limits.max_upload_bytes)
 
 
@@ -320,7 +314,8 @@ async def upload_page(request: Request) -> Response:
 async def projects_page(request: Request) -> Response:
     if (redirect := _needs_login(request)) is not None:
         return redirect
-    return _page(request, "projects.html", projects=await _call(projects.list_projects, settings_of(request)))
+    found = await run_in_threadpool(projects.list_projects, settings_of(request))
+    return _page(request, "projects.html", projects=found)
 
 
 # ------------------------------------------------------------------------------ people
@@ -330,7 +325,7 @@ async def people_page(request: Request) -> Response:
         return redirect
     show_all = request.query_params.get("all") == "1"
     name = (request.query_params.get("name") or "").strip()[:200] or None
-    found = await _call(lambda: people.list_persons(settings_of(request), min_faces=1 if show_all else 2,
+    found = await run_in_threadpool(lambda: people.list_persons(settings_of(request), min_faces=1 if show_all else 2,
                                                     name=name, include_hidden=show_all, limit=300))
     return _page(request, "people.html", found=found, show_all=show_all, name=name)
 
@@ -339,10 +334,10 @@ async def people_page(request: Request) -> Response:
 async def person_page(request: Request, person_id: str) -> Response:
     if (redirect := _needs_login(request)) is not None:
         return redirect
-    person = await _call(lambda: people.get_person(settings_of(request), person_id, limit=500))
+    person = await run_in_threadpool(lambda: people.get_person(settings_of(request), person_id, limit=500))
     if person is None:
         return _page(request, "message.html", 404, title="Not found", message=f"There is no person {person_id}.")
-    others = await _call(lambda: people.list_persons(settings_of(request), min_faces=1, limit=300))
+    others = await run_in_threadpool(lambda: people.list_persons(settings_of(request), min_faces=1, limit=300))
     return _page(request, "person.html", person=person,
                  others=[p for p in others["persons"] if p["person_id"] != person_id])
 
@@ -363,7 +358,7 @@ async def login_page(request: Request, next: str | None = None) -> Response:  # 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, key: str = Form(..., max_length=200), next: str = Form("/")) -> Response:  # noqa: A002
     keys = request.app.state.keys
-    principal = await _call(keys.authenticate, key.strip())
+    principal = await run_in_threadpool(keys.authenticate, key.strip())
     if principal is None:
         return _page(request, "login.html", 401, nxt=_safe_next(next), error="That API key is not valid.")
     resp = RedirectResponse(_safe_next(next), status_code=303)

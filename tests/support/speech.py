@@ -18,6 +18,7 @@ RATE = 16_000
 
 def need_espeak() -> None:
     if shutil.which("espeak-ng") is None:
+        # justified: test speech needs Debian's espeak-ng; bootstrap installs it as root, so CI always has it
         pytest.skip("espeak-ng is not installed (Debian package espeak-ng; scripts/bootstrap.sh installs it as root)")
 
 
