@@ -3,6 +3,7 @@ downloads by presigned URL, the HTTP upload producer, and the web app on the sam
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -17,13 +18,16 @@ from api.security import install_security
 from api.upload_routes import router as upload_router
 from api.web_routes import STATIC_DIR
 from core import db
-from core.metrics import refresh_worker_gauges
+from core.metrics import refresh_worker_gauges, set_worker_lag
 from core.service_state import live_state
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore
 from producers.ingest import Ingestor
 from retrieval.search import get_search_index
+from retrieval.worker_lag import worker_lag
 from sinks import lifecycle
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -62,6 +66,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
         refresh_worker_gauges(settings)  # argus_worker_up / _degraded / _restarts under `argus serve`
+        st = live_state(settings)
+        if st is not None:  # argus_worker_lag_records / _seconds, read from PostgreSQL (retrieval/worker_lag.py)
+            try:
+                set_worker_lag({n: (lg.records, lg.seconds) for n, lg in worker_lag(settings, st.workers).items()})
+            except Exception as exc:  # noqa: BLE001 - PostgreSQL down: the other metrics still answer
+                log.warning("worker lag unavailable: %s", exc)
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # /v1/search and /v1/assets/{id}/similar live in api/search_routes.py (with the other search endpoints)

@@ -90,14 +90,16 @@ def _service_status(settings: Settings) -> None:
     except Exception as exc:  # noqa: BLE001 - PostgreSQL down: the states still show
         console.print(f"[yellow]lag unavailable: {exc}[/yellow]")
         lag = {}
-    table = Table("worker", "state", "pid", "restarts", "last exit", "lag (records)", "lag (s)")
+    table = Table("worker", "state", "pid", "restarts", "last exit", "lag (records)", "lag (s)", "lag: read from")
     colour = {"running": "green", "degraded": "red", "backoff": "yellow"}
     for w in st.workers.values():
         lg = lag.get(w.name)
         c = colour.get(w.state, "white")
         table.add_row(w.name, f"[{c}]{w.state}[/{c}]", str(w.pid or ""), str(w.restarts),
                       "" if w.last_exit_code is None else str(w.last_exit_code),
-                      "" if lg is None else str(lg.records), "" if lg is None else f"{lg.seconds:.1f}")
+                      "" if lg is None else "-" if lg.records is None else str(lg.records),
+                      "" if lg is None else "-" if lg.seconds is None else f"{lg.seconds:.1f}",
+                      "" if lg is None else lg.source)
     console.print(f"argus serve: {st.state}, supervisor pid {st.supervisor_pid}, "
                   f"since {st.started_at:%Y-%m-%d %H:%M:%S} UTC")
     console.print(table)
@@ -152,8 +154,8 @@ def run_processor(model: str) -> None:
 
 @run_app.command("sink")
 def run_sink(name: str) -> None:
-    """Run a sink: postgres (system of record), search (search index), ndd (near-duplicates), people (faces) or
-    aggregate (one assets.annotated event per asset)."""
+    """Run a sink: postgres (system of record), search (search index), ndd (near-duplicates), people (faces),
+    aggregate (one assets.annotated event per asset) or lifecycle (producers' kill/withhold requests)."""
     from sinks.postgres_sink import PostgresSink
     from sinks.runtime import SinkRunner
     from sinks.search_sink import SearchSink
@@ -164,13 +166,14 @@ def run_sink(name: str) -> None:
 
     from models.registry import enabled_models
     from sinks.aggregate_sink import AggregateSink
+    from sinks.lifecycle_sink import LifecycleRequestSink
     from sinks.ndd_sink import NddSink
     from sinks.people_sink import PeopleSink
     from sinks.runtime import SinkWriter
 
     writers: dict[str, Callable[[Settings, list[str]], SinkWriter]] = {
         "postgres": PostgresSink, "search": SearchSink, "ndd": NddSink, "people": PeopleSink,
-        "aggregate": AggregateSink}
+        "aggregate": AggregateSink, "lifecycle": LifecycleRequestSink}
     if name not in writers:
         raise typer.BadParameter(f"unknown sink {name!r}; choose from {', '.join(writers)}")
     runner = SinkRunner(settings, writers[name](settings, enabled_models(settings)))
@@ -214,11 +217,11 @@ def run_grpc(host: str | None = None, port: int | None = None) -> None:
 
 @run_app.command("ftp")
 def run_ftp() -> None:
-    """Serve FTP ingest for the configured accounts (settings ``ftp``; plain FTP, no FTPS), docs/metadata.md."""
+    """Serve FTP ingest for the configured accounts (settings ``ftp``; FTPS with ``ftp.tls``), docs/metadata.md."""
     import signal
     import threading
 
-    from producers.ftp_server import FtpAccount, FtpIngestServer
+    from producers.ftp_server import FtpAccount, FtpIngestServer, FtpTls, ensure_certificate
     from producers.ingest import Ingestor
 
     _logging()
@@ -228,13 +231,19 @@ def run_ftp() -> None:
         raise typer.BadParameter("no FTP accounts configured (settings ftp.accounts)")
     accounts = [FtpAccount(a.user, a.password_sha256, a.collection, a.source, a.agency) for a in cfg.accounts]
     passive = range(cfg.passive_ports[0], cfg.passive_ports[1] + 1) if cfg.passive_ports else None
+    tls = None
+    if cfg.tls or cfg.tls_required or cfg.certfile:
+        cert, key = (cfg.certfile, cfg.keyfile or cfg.certfile) if cfg.certfile else \
+            ensure_certificate(settings.abs_state_dir / "ftp-tls", cfg.masquerade_address or cfg.host)
+        tls = FtpTls(cert, key, cfg.tls_required)
     server = FtpIngestServer(Ingestor(settings), accounts, cfg.root or settings.abs_state_dir / "ftp", host=cfg.host,
-                             port=cfg.port, passive_ports=passive, masquerade_address=cfg.masquerade_address)
+                             port=cfg.port, passive_ports=passive, masquerade_address=cfg.masquerade_address, tls=tls)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
-    logging.getLogger("argus.ftp").info("ftp ingest on %s:%d", *server.address)
+    logging.getLogger("argus.ftp").info("ftp ingest on %s:%d%s", *server.address,
+                                        "" if tls is None else " (FTPS required)" if tls.required else " (FTPS)")
     stop.wait()
     server.stop()
 

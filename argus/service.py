@@ -24,6 +24,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -47,11 +48,13 @@ from core.service_state import (
     write_state,
 )
 from core.settings import Settings
-from models.registry import get_model
+from retrieval.worker_lag import Lag as Lag  # re-exported: `argus status` and the tests read it from here
+from retrieval.worker_lag import worker_lag as worker_lag
 
 log = logging.getLogger(__name__)
 
 SUPERVISOR_PID_ENV = "ARGUS_SUPERVISOR_PID"
+HEAD_START = ("api",)  # workers started (and given time to listen) before the rest
 _PR_SET_PDEATHSIG = 1
 HEARTBEAT_S = 2.0
 
@@ -128,10 +131,31 @@ class Service:
 
     def start(self) -> None:
         self.claim()
-        for name in self.sup.workers:
+        first = [n for n in self.sup.workers if n in HEAD_START]
+        for name in first:
             self._spawn(name)
+        self._head_start(first)
+        for name in self.sup.workers:
+            if name not in first:
+                self._spawn(name)
         self.state.state = "running"
         self._write(force=True)
+
+    def _head_start(self, names: list[str]) -> None:
+        """Let the API start alone (until it listens, at most ``service.api_head_start_s``) before twenty other
+        workers' imports compete for the cores: after a restart of the supervisor (kill -9, a crash, a reboot)
+        clients get answers again within seconds instead of when every worker is up (benchmarks/serve_chaos.py)."""
+        if not names:
+            return
+        deadline = time.monotonic() + self.cfg.api_head_start_s
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            if any(w.proc is None or w.proc.poll() is not None for w in (self.sup.workers[n] for n in names)):
+                return  # it died: the monitor loop restarts it; the others must not wait for that
+            try:
+                socket.create_connection(("127.0.0.1", self.settings.ports.api), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
 
     def run(self) -> None:
         """The monitor loop (blocks); drains the workers when ``stop_event`` is set."""
@@ -307,53 +331,7 @@ class Service:
         self._last_write = time.monotonic()
 
 
-# ------------------------------------------------------------------------------------------ lag
-@dataclass(frozen=True)
-class Lag:
-    records: int
-    seconds: float
-
-
-def worker_lag(settings: Settings, workers: dict[str, WorkerState]) -> dict[str, Lag]:
-    """Each worker's backlog as the system of record sees it (tansu's watermarks cannot be trusted, so lag is
-    read from PostgreSQL): the relay's unpublished outbox rows; a processor's uploads of its media types that
-    have no outcome for its model yet; the search sink's uploads without a search document; the aggregate's
-    assets without an ``assets.annotated`` event yet. Seconds: the age of the oldest such record."""
-    out: dict[str, Lag] = {}
-    queries: dict[str, tuple[str, tuple[object, ...]]] = {}
-    for name, ws in workers.items():
-        if name == "relay":
-            queries[name] = ("SELECT count(*) AS n, min(created_at) AS t FROM outbox WHERE published_at IS NULL", ())
-        elif ws.model:
-            try:
-                m = get_model(settings, ws.model)
-                types = ["image", "video"] if m.consumes == "annotations" else sorted(m.media_types)
-            except Exception:  # noqa: BLE001 - an unknown model has no lag to show
-                continue
-            queries[name] = ("""SELECT count(*) AS n, min(a.uploaded_at) AS t FROM assets a
-                                WHERE a.media_type = ANY(%s) AND NOT EXISTS (SELECT 1 FROM asset_model_status s
-                                      WHERE s.asset_id = a.asset_id AND s.model = %s)""", (types, ws.model))
-        elif name == "sink-search":
-            queries[name] = ("""SELECT count(*) AS n, min(a.uploaded_at) AS t FROM assets a
-                                WHERE NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.asset_id = a.asset_id)""", ())
-        elif name == "sink-aggregate":
-            queries[name] = ("""SELECT count(*) AS n, min(a.uploaded_at) AS t FROM assets a
-                                WHERE NOT EXISTS (SELECT 1 FROM asset_aggregates g
-                                      WHERE g.asset_id = a.asset_id AND g.emitted_event_id IS NOT NULL)""", ())
-    if not queries:
-        return out
-    now = _now()
-    with db.connect(settings) as conn:
-        for name, (sql, params) in queries.items():
-            try:
-                row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
-            except Exception:  # noqa: BLE001 - e.g. a table of an optional sink that is not migrated
-                conn.rollback()
-                continue
-            assert row is not None
-            t = row["t"]
-            out[name] = Lag(int(row["n"]), (now - t).total_seconds() if t is not None else 0.0)
-    return out
+# lag: each worker's backlog from its system-of-record table, retrieval/worker_lag.py (the API's /metrics reads it too)
 
 
 # ------------------------------------------------------------------------------------------ entry point

@@ -29,6 +29,8 @@ class Worker:
     log_path: Path | None = None
     restarts: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # what runs ``argus.cli <argv>`` under the interpreter (benchmarks.suite --profile puts pyinstrument in front)
+    launcher: list[str] = field(default_factory=lambda: ["-m", "argus.cli"])
 
 
 def default_workers(settings: Settings, api: bool = False) -> list[Worker]:
@@ -40,7 +42,8 @@ def default_workers(settings: Settings, api: bool = False) -> list[Worker]:
     for m in (m for m in enabled if m not in skip):
         ws += [Worker(f"processor-{m}" + (f"-{i}" if i else ""), ["run", "processor", m])
                for i in range(processor_instances(settings, m))]
-    ws += [Worker("sink-postgres", ["run", "sink", "postgres"]), Worker("sink-search", ["run", "sink", "search"])]
+    ws += [Worker("sink-postgres", ["run", "sink", "postgres"]), Worker("sink-search", ["run", "sink", "search"]),
+           Worker("sink-lifecycle", ["run", "sink", "lifecycle"])]  # agency kill/withhold notices (docs/metadata.md)
     if "pdq" in enabled:  # the near-duplicate index (sinks/ndd_sink.py)
         ws.append(Worker("sink-ndd", ["run", "sink", "ndd"]))
     if "face_embed" in enabled:  # faces -> persons (sinks/people_sink.py, docs/people.md)
@@ -71,7 +74,7 @@ class Supervisor:
                 env["ARGUS_OPS_PORT"] = str(base + list(self.workers).index(w.name))
             with open(w.log_path, "ab") as log:
                 w.proc = subprocess.Popen(
-                    [sys.executable, "-m", "argus.cli", *w.argv], stdout=log, stderr=subprocess.STDOUT, env=env
+                    [sys.executable, *w.launcher, *w.argv], stdout=log, stderr=subprocess.STDOUT, env=env
                 )
 
     def kill(self, name: str) -> None:

@@ -23,6 +23,7 @@ TOPIC_UPLOADED = "media.uploaded"
 TOPIC_DLQ = "media.dlq"
 TOPIC_LIFECYCLE = "media.lifecycle"  # kills, deletes, restores, embargoes, edits (docs/metadata.md)
 TOPIC_ANNOTATED = "assets.annotated"  # one event per asset when its expected models are final
+TOPIC_LIFECYCLE_REQUESTS = "media.lifecycle.requests"  # producers ask the lifecycle sink to kill/withhold/release
 
 
 def annotations_topic(model: str) -> str:
@@ -66,7 +67,8 @@ def consumer(settings: Settings, group: str, **overrides: Any) -> Consumer:
 
 
 def all_topics(settings: Settings, models: list[str]) -> list[str]:
-    return [settings.topic(TOPIC_UPLOADED), settings.topic(TOPIC_DLQ), settings.topic(TOPIC_LIFECYCLE)] + [
+    return [settings.topic(TOPIC_UPLOADED), settings.topic(TOPIC_DLQ), settings.topic(TOPIC_LIFECYCLE),
+            settings.topic(TOPIC_LIFECYCLE_REQUESTS)] + [
         settings.topic(annotations_topic(m)) for m in models
     ]
 

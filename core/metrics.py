@@ -52,6 +52,11 @@ TRITON_ERRORS = Counter("argus_triton_errors_total", "Failed Triton calls",
                         ["model", "kind"])  # kind: transient (retried) | rejected (input dead-lettered)
 
 # ---- processors: bounded in-flight work ------------------------------------------------------
+STAGE_SECONDS = Counter("argus_stage_seconds_total", "Seconds per pipeline stage, summed over the worker's threads "
+                        "(processors: fetch, decode, wait_inputs, infer, emit, commit; sinks: write, offsets, "
+                        "kafka_commit)", ["service", "stage"])
+FETCHED_BYTES = Counter("argus_fetched_bytes_total", "Media bytes a processor read from the object store "
+                        "(kind: original, working = the ingest working copy)", ["service", "kind"])
 INFLIGHT = Gauge("argus_inflight_batches", "Batches consumed but not yet committed", ["service"])
 PAUSED = Gauge("argus_partitions_paused", "1 while consumption is paused by backpressure", ["service"])
 PAUSES = Counter("argus_backpressure_pauses_total", "Times consumption was paused", ["service"])
@@ -80,6 +85,9 @@ WORKER_UP = Gauge("argus_worker_up", "1 while the supervised worker runs", ["wor
 WORKER_DEGRADED = Gauge("argus_worker_degraded", "1 while the worker is degraded (crash loop; not restarted)",
                         ["worker", "model"])
 WORKER_RESTARTS = Gauge("argus_worker_restarts", "Restarts of the worker since the supervisor started", ["worker"])
+# backlog read from each worker's system-of-record table (retrieval/worker_lag.py); absent for api/grpc/ftp
+WORKER_LAG_RECORDS = Gauge("argus_worker_lag_records", "Records the supervised worker still owes", ["worker"])
+WORKER_LAG_SECONDS = Gauge("argus_worker_lag_seconds", "Age of the oldest record the worker still owes", ["worker"])
 
 
 def refresh_worker_gauges(settings: Settings) -> None:
@@ -91,6 +99,14 @@ def refresh_worker_gauges(settings: Settings) -> None:
         WORKER_UP.labels(w.name).set(1 if w.state in ("running", "starting") else 0)
         WORKER_DEGRADED.labels(w.name, w.model or "").set(1 if w.state == "degraded" else 0)
         WORKER_RESTARTS.labels(w.name).set(w.restarts)
+
+
+def set_worker_lag(lags: dict[str, tuple[int | None, float | None]]) -> None:
+    """Set argus_worker_lag_records / _seconds (worker -> (records, seconds); None: nothing to measure)."""
+    for name, (records, seconds) in lags.items():
+        if records is not None and seconds is not None:
+            WORKER_LAG_RECORDS.labels(name).set(records)
+            WORKER_LAG_SECONDS.labels(name).set(seconds)
 
 
 # ---- liveness / readiness ------------------------------------------------------------------------

@@ -112,6 +112,11 @@ class ProcessorSettings(BaseModel):
     # decode a JPEG at the DCT scale the model needs (Model.input_side); False: full resolution (the baseline
     # benchmarks.suite compares against)
     scaled_decode: bool = True
+    # images larger than the largest enabled model input get ONE working copy at ingest (producers/ingest.py):
+    # decoded once at the DCT scale, resized to that side, JPEG at this quality; processors whose model looks at
+    # no more than its side read it instead of the original. False: no copy is made or read (the baseline)
+    working_copy: bool = True
+    working_copy_quality: int = Field(95, ge=50, le=100)
 
 
 class VideoSettings(BaseModel):
@@ -150,6 +155,7 @@ class ServiceSettings(BaseModel):
     crash_loop_window_s: float = 120.0
     degraded_retry_s: float = 600.0  # a degraded worker is tried once more after this long (0 = never)
     drain_timeout_s: float = 60.0  # SIGTERM -> workers finish their batches; SIGKILL after this long
+    api_head_start_s: float = 15.0  # the API starts alone until it listens (at most this long), then the rest
 
 
 class AnnotateSettings(BaseModel):
@@ -213,7 +219,7 @@ class FtpAccountSettings(BaseModel):
 
 class FtpSettings(BaseModel):
     """The FTP ingest server (``argus run ftp``; started by ``argus serve`` only when accounts are configured).
-    Plain FTP only: FTPS needs pyOpenSSL, which is not shipped (docs/metadata.md)."""
+    FTPS (explicit AUTH TLS) with ``tls``; docs/metadata.md."""
 
     host: str = "127.0.0.1"
     port: int = 2121
@@ -221,6 +227,10 @@ class FtpSettings(BaseModel):
     masquerade_address: str | None = None  # the public address behind NAT, for PASV replies
     root: Path | None = None  # staging folder; None -> <state_dir>/ftp
     accounts: list[FtpAccountSettings] = Field(default_factory=list)
+    tls: bool = False  # offer FTPS (AUTH TLS); on by itself when tls_required or a certfile is set
+    tls_required: bool = False  # refuse logins before AUTH TLS and transfers before PROT P
+    certfile: Path | None = None  # PEM chain; None with TLS on -> a self-signed one in <state_dir>/ftp-tls/
+    keyfile: Path | None = None  # PEM key; None -> the certfile holds it (or the self-signed one's)
 
 
 class OpenSearchSettings(BaseModel):

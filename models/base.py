@@ -151,6 +151,14 @@ class Model:
         """Decode the original into model input rows; raise MediaDecodeError for bad media."""
         raise NotImplementedError(f"{self.name} does not read media")
 
+    def reads_working_copy(self, event: MediaUploaded) -> bool:
+        """True when the processor hands ``prepare`` the asset's working copy (``event.working_copy``, made once at
+        ingest) instead of the original: an image whose copy is at least ``input_side`` on its longest side. The
+        runtime passes the event without ``working_copy`` when it fell back to the original (copy missing)."""
+        wc = event.working_copy
+        return (wc is not None and event.media_type == "image" and self.settings.processor.working_copy
+                and self.input_side is not None and self.input_side <= max(wc.width, wc.height))
+
     def infer(self, triton: TritonClient, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One batched inference. Triton by default; an algorithmic model (pdq) computes locally."""
         return triton.infer(self.name, inputs, self.outputs)

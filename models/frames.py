@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
@@ -86,6 +86,11 @@ class Letterboxed(Model):
     canvas: ClassVar[int]  # the model's square input size
     fill: ClassVar[int] = 0  # margin grey level
     max_keyframes: ClassVar[int] = 8
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "canvas" in cls.__dict__ and "input_side" not in cls.__dict__:
+            cls.input_side = cls.canvas  # all it looks at (the working copy and the DCT scale follow from it)
 
     def prepare(self, event: MediaUploaded, data: bytes) -> list[Item]:
         return [Item(event, ms, dict(zip(("IMAGE", "SIZE"), letterbox(img, self.canvas, self.fill), strict=True)))

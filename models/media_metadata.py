@@ -468,6 +468,8 @@ def extract_video(data: bytes) -> MediaMetadata:
         lat, lon = float(m.group(1)), float(m.group(2))
         if -90 <= lat <= 90 and -180 <= lon <= 180:
             rec["gps_lat"], rec["gps_lon"] = lat, lon
+            if m.group(3):  # iPhones write the altitude too: +53.5500+009.9900+012.000/
+                rec["gps_alt"] = float(m.group(3))
         else:
             warnings.append("GPS out of range: dropped")
     return MediaMetadata(**rec, formats=["container"], warnings=warnings,

@@ -8,7 +8,9 @@ rewrites the same keys with the same bytes; the annotation then goes through the
 any other. ``model_version`` carries the spec: changing a size or the quality writes new keys and a new version.
 
 Images: decoded at a reduced JPEG DCT scale when the preview is much smaller than the original
-(``core.imaging.load_image`` ``target``), upright (EXIF orientation), never upscaled. Videos: the frames at the
+(``core.imaging.load_image`` ``target``), upright (EXIF orientation), never upscaled; a large image's ingest working
+copy (producers/working_copy.py) is read instead of the original when it is at least the preview's size, and the
+payload's width and height then come from the event (the original's upright size). Videos: the frames at the
 keyframe times every image model annotates (``models.frames.media_frames`` with ``settings.video``); the poster is
 the first of them that is not near-black or uniform (else the first).
 """
@@ -109,6 +111,7 @@ class Renditions(Model):
     served_by_triton = False
     max_batch = 32
     spec = SPEC
+    input_side = SPEC.preview  # the largest rendition: the ingest working copy serves it (producers/ingest.py)
 
     @cached_property
     def model_version(self) -> str:
@@ -153,6 +156,9 @@ class Renditions(Model):
                               items=items)
         img, width, height = load_image_sized(data, self.settings.limits.max_image_pixels,
                                               target=decode_target(self.settings, spec.preview))
+        wc = event.working_copy
+        if wc is not None and self.reads_working_copy(event):  # ``data`` is the copy: the sizes are the original's
+            width, height = wc.source_width, wc.source_height
         return RenditionsPayload(media_type="image", width=width, height=height,
                           items=self._poster_items(event.asset_id, img))
 

@@ -86,7 +86,14 @@ class Processor:
         self.lag = metrics.LagTracker(self.stage, settings.observability.lag_interval_s)
         self.paused = False
         self.stats: dict[str, float] = {"annotations": 0, "dead_letters": 0, "batches": 0}
-        self.stage_s: dict[str, float] = {"fetch_decode": 0.0, "infer": 0.0, "emit": 0.0, "commit": 0.0}
+        # seconds per stage: fetch and decode (model.prepare) summed over the pool's threads; wait_inputs = the
+        # finisher waiting for them (what the overlap did not hide); infer, emit, commit on their threads
+        self.stage_s: dict[str, float] = {"fetch": 0.0, "decode": 0.0, "wait_inputs": 0.0, "infer": 0.0,
+                                          "emit": 0.0, "commit": 0.0}
+        # what the fetches read: originals vs working copies (producers/working_copy.py), count and bytes
+        self.reads: dict[str, float] = {"original": 0, "original_bytes": 0, "working": 0, "working_bytes": 0,
+                                        "working_missing": 0}
+        self._stage_lock = threading.Lock()
 
     def input_topics(self) -> list[str]:
         """What the consumer group reads: uploads, and the model's backfill topic (argus reindex)."""
@@ -260,8 +267,8 @@ class Processor:
         self._emit(outputs, dead)
         t3 = time.perf_counter()
         batch.outputs, batch.dead_count = len(outputs), len(dead)
-        for k, v in zip(("fetch_decode", "infer", "emit"), (t1 - t0, t2 - t1, t3 - t2), strict=True):
-            self.stage_s[k] += v
+        for k, v in zip(("wait_inputs", "infer", "emit"), (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            self._add_stage(k, v)
         metrics.EVENTS_OUT.labels(self.stage, self.out_topic).inc(len(outputs))
         if dead:
             metrics.EVENTS_OUT.labels(self.stage, self.dlq_topic).inc(len(dead))
@@ -278,7 +285,7 @@ class Processor:
             # e.g. the partitions moved to another member meanwhile: the records will be redelivered
             # there, and the sinks deduplicate the annotations already emitted
             log.warning("%s: offset commit failed (%s); records will be redelivered", self.stage, exc)
-        self.stage_s["commit"] += time.perf_counter() - t3
+        self._add_stage("commit", time.perf_counter() - t3)
         self.stats["batches"] += 1
         self.stats["annotations"] += batch.outputs
         self.stats["dead_letters"] += batch.dead_count
@@ -287,16 +294,52 @@ class Processor:
                      self.stats["batches"], self.stats["annotations"], self.stats["dead_letters"],
                      {k: round(v, 2) for k, v in self.stage_s.items()})
 
+    def _add_stage(self, stage: str, seconds: float) -> None:
+        with self._stage_lock:
+            self.stage_s[stage] += seconds
+        metrics.STAGE_SECONDS.labels(self.stage, stage).inc(seconds)
+
     def _fetch_prepare(self, ev: MediaUploaded) -> list[Item] | Exception:
         try:
-            data = self._fetch(ev)
-            return self.model.prepare(ev, data)
+            t0 = time.perf_counter()
+            ev, data = self._fetch_input(ev)
+            t1 = time.perf_counter()
+            items = self.model.prepare(ev, data)
+            self._add_stage("fetch", t1 - t0)
+            self._add_stage("decode", time.perf_counter() - t1)
+            return items
         except (ObjectMissing, MediaDecodeError) as exc:
             return exc
 
+    def _fetch_input(self, ev: MediaUploaded) -> tuple[MediaUploaded, bytes]:
+        """The bytes ``prepare`` decodes and the event that says what they are: the working copy when the model
+        looks at no more than its side (``Model.reads_working_copy``), else the original. A missing copy (removed,
+        or a store that lost it) falls back to the original, with ``working_copy`` dropped from the event."""
+        wc = ev.working_copy
+        if wc is not None and self.model.reads_working_copy(ev):
+            try:
+                data = self._fetch(wc.object_key, ev.bucket)
+                self._count_read("working", len(data))
+                return ev, data
+            except ObjectMissing:
+                log.warning("%s: working copy of %s missing; reading the original", self.stage, ev.asset_id[:16])
+                self._count_read("working_missing", 0)
+        if wc is not None:
+            ev = ev.model_copy(update={"working_copy": None})
+        data = self._fetch(ev.object_key, ev.bucket)
+        self._count_read("original", len(data))
+        return ev, data
+
+    def _count_read(self, kind: str, size: int) -> None:
+        with self._stage_lock:
+            self.reads[kind] += 1
+            if size:
+                self.reads[f"{kind}_bytes"] += size
+        metrics.FETCHED_BYTES.labels(self.stage, kind).inc(size)
+
     @retry(retry=retry_if_exception_type(OSError), wait=wait_exponential(0.2, max=30), stop=stop_never)
-    def _fetch(self, ev: MediaUploaded) -> bytes:
-        return self.store.get(ev.object_key, bucket=ev.bucket)
+    def _fetch(self, key: str, bucket: str) -> bytes:
+        return self.store.get(key, bucket=bucket)
 
     def _chunks(self, items: list[Item]) -> list[list[Item]]:
         """Split a batch into parallel Triton requests (one per model instance), each <= max_batch."""

@@ -6,7 +6,14 @@ headline, caption, byline, credit, copyright, usage terms, keywords, subjects, p
 the publication status and the renditions. ``ingest_document`` picks the best picture rendition, resolves it
 INSIDE the document's folder (an absolute path, ``..`` or a URL is refused: nothing is fetched) and ingests it
 with the record as an XMP sidecar (the media_metadata model reads it) and the embargo in the asset's own
-transaction (producers/ingest.py). A ``withheld`` or ``canceled`` item is not ingested (its outcome says so).
+transaction (producers/ingest.py). The item's id (ninjs ``uri``, NewsML-G2 ``guid``) and the asset it delivers are
+recorded in ``agency_items`` BEFORE the ingest (core/migrations/0016), so a later notice about the item finds it.
+
+Status notices: a ``canceled`` item kills the assets its earlier versions delivered; a ``withheld`` one holds them
+(an embargo without end); the item usable again releases a withhold. The producers' floor cannot change the
+lifecycle, so each is a ``LifecycleRequest`` written to the outbox (one transaction for all the item's assets,
+deterministic ids: the same notice delivered twice is one request) that sinks/lifecycle_sink.py applies exactly
+once, through the API's kill machinery. A ``withheld`` or ``canceled`` item is never ingested itself.
 
 Hostile documents: XML is parsed by defusedxml with DTDs, entities and external references refused (billion
 laughs, XXE); the size is capped; unknown fields are ignored (ninjs allows extensions); a document without a usable
@@ -15,6 +22,7 @@ rendition is an error naming why; the values are cleaned like embedded metadata 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -23,8 +31,10 @@ from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element
 
+from core import db, kafka
 from models.media_metadata import clean, clean_list, xmp_sidecar
 from producers.ingest import IngestError, Ingestor, IngestResult, Metadata
+from schemas.events import WITHHELD_UNTIL, LifecycleRequest, dump
 
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
 PUB_STATUS = ("usable", "withheld", "canceled")
@@ -257,18 +267,65 @@ class AgencyResult:
     item: AgencyItem
     outcome: str  # ingested | duplicate | withheld | canceled
     ingest: IngestResult | None = None
+    requested: list[str] = field(default_factory=list)  # assets a kill / withhold / release was requested for
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def ingest_document(ingestor: Ingestor, document: Path, source: str = "agency",
                     collection: str | None = None) -> AgencyResult:
-    """Read ``document`` and ingest its best rendition from the same folder (see the module docstring)."""
+    """Read ``document`` and ingest its best rendition from the same folder, or pass its status notice on (see the
+    module docstring)."""
     data = document.read_bytes()[:MAX_DOCUMENT_BYTES + 1]
     item = parse(data, document.name)
+    actor = f"{source}:{item.format}"[:1000]
+    notice = hashlib.sha256(data).hexdigest()[:16]  # the same document delivered twice: the same request ids
     if item.pub_status != "usable":
-        return AgencyResult(item, item.pub_status)
+        action = "kill" if item.pub_status == "canceled" else "withhold"
+        return AgencyResult(item, item.pub_status, requested=request_lifecycle(ingestor, item, action, actor, notice))
     media = resolve(document.parent, best_rendition(item).href)
     fields = {k: v for k, v in item.fields.items() if v not in (None, [], "")}
     meta = Metadata(filename=media.name, title=fields.get("headline"), description=fields.get("caption"),
-                    source=f"{source}:{item.format}"[:1000], collection=collection, embargo_until=item.embargo_until)
+                    source=actor, collection=collection, embargo_until=item.embargo_until)
+    if item.uri:  # before the ingest: a crash in between leaves a record of an asset not there yet, never the reverse
+        with db.connect(ingestor.settings) as conn:
+            conn.execute("""INSERT INTO agency_items (item_uri, asset_id, format, source) VALUES (%s,%s,%s,%s)
+                            ON CONFLICT DO NOTHING""", (item.uri, _sha256(media), item.format, actor))
     r = ingestor.ingest_path(media, meta, xmp_sidecar(fields) if fields else None)
-    return AgencyResult(item, "ingested" if r.created else "duplicate", r)
+    requested = request_lifecycle(ingestor, item, "release", actor, notice)  # a withheld item usable again
+    return AgencyResult(item, "ingested" if r.created else "duplicate", r, requested)
+
+
+def request_lifecycle(ingestor: Ingestor, item: AgencyItem, action: str, actor: str, notice: str) -> list[str]:
+    """Outbox rows asking sinks/lifecycle_sink.py to kill / withhold / release every asset ``item`` delivered
+    (``agency_items``), in one transaction; ids are deterministic (``notice``: the document's hash), so a
+    redelivered notice is the same request. A release is only asked for assets a withhold holds."""
+    if not item.uri:
+        return []
+    settings = ingestor.settings
+    reason = {"kill": "agency canceled", "withhold": "agency withheld", "release": "agency usable again"}[action]
+    with db.connect(settings) as conn, conn.transaction():
+        if action == "release":
+            rows = conn.execute("""SELECT i.asset_id FROM agency_items i JOIN asset_lifecycle l USING (asset_id)
+                                   WHERE i.item_uri=%s AND l.state='active' AND l.embargo_until >= %s
+                                   ORDER BY 1""", (item.uri, WITHHELD_UNTIL)).fetchall()
+        else:
+            rows = conn.execute("SELECT asset_id FROM agency_items WHERE item_uri=%s ORDER BY 1",
+                                (item.uri,)).fetchall()
+        ids = [r["asset_id"] for r in rows]
+        for asset_id in ids:
+            req = LifecycleRequest(event_id=f"lcr-{action}-{asset_id[:32]}-{notice}", asset_id=asset_id,
+                                   action=action, reason=f"{reason}: {item.uri}"[:2000], actor=actor,  # type: ignore[arg-type]
+                                   item_uri=item.uri[:2000])
+            conn.execute("""INSERT INTO outbox (event_id, topic, key, payload) VALUES (%s,%s,%s,%s)
+                            ON CONFLICT (event_id) DO NOTHING""",
+                         (req.event_id, settings.topic(kafka.TOPIC_LIFECYCLE_REQUESTS), asset_id, dump(req)))
+        if ids:
+            conn.execute("NOTIFY argus_outbox")
+    return ids

@@ -12,8 +12,11 @@ ingested. The staged file is removed after ingest (the original lives in the obj
   the account's own folder) and removes the staged files it names;
 - accounts may upload (``w``), list (``l``), change and make folders (``e``, ``m``); never download, delete or
   rename: an FTP account cannot read anything back;
-- passive ports are configurable (a firewall opens exactly those). FTPS needs pyOpenSSL, which this project does
-  not ship: TLS is not offered yet (docs/metadata.md).
+- passive ports are configurable (a firewall opens exactly those);
+- FTPS (explicit ``AUTH TLS``, pyftpdlib's TLS_FTPHandler on pyOpenSSL, TLS 1.2 at least) when a certificate is
+  given (``FtpTls``); ``ensure_certificate`` makes a self-signed one when the operator has none. With
+  ``required`` a login before ``AUTH TLS`` and a transfer before ``PROT P`` are refused (550): neither the
+  password nor the pictures ever cross the network in clear.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import hmac
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +88,68 @@ class _Authorizer(DummyAuthorizer):  # type: ignore[misc]
             raise AuthenticationFailed("Authentication failed.")
 
 
+@dataclass(frozen=True)
+class FtpTls:
+    """FTPS: the server's certificate chain and key (PEM); ``required``: no login or transfer without TLS."""
+
+    certfile: Path
+    keyfile: Path
+    required: bool = False
+
+
+def ensure_certificate(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate for ``host`` in ``folder`` (``ftps-cert.pem``, ``ftps-key.pem``, the key mode 600),
+    made once and kept: cameras pin or accept it on first use. An operator with a CA-signed one sets its paths."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    cert_path, key_path = folder / "ftps-cert.pem", folder / "ftps-key.pem"
+    if cert_path.is_file() and key_path.is_file():
+        return cert_path, key_path
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host[:64] or "argus-ftp"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Argus FTP ingest")])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt = x509.DNSName(host)
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    tmp = key_path.with_suffix(".tmp")
+    tmp.write_bytes(b"")
+    tmp.chmod(0o600)  # private before the key is in it
+    tmp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    tmp.replace(key_path)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def _tls_context(tls: FtpTls) -> Any:
+    from OpenSSL import SSL
+
+    for f in (tls.certfile, tls.keyfile):
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"FTPS: {f} does not exist (settings ftp.certfile / ftp.keyfile)")
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    ctx.set_options(SSL.OP_NO_COMPRESSION)
+    ctx.use_certificate_chain_file(str(tls.certfile))
+    ctx.use_privatekey_file(str(tls.keyfile))
+    ctx.check_privatekey()
+    return ctx
+
+
 @dataclass
 class FtpResult:
     user: str
@@ -96,14 +162,21 @@ class FtpIngestServer:
     """One pyftpdlib server (a thread per connection) that ingests what accounts upload."""
 
     def __init__(self, ingestor: Ingestor, accounts: list[FtpAccount], root: Path, host: str = "127.0.0.1",
-                 port: int = 0, passive_ports: range | None = None, masquerade_address: str | None = None) -> None:
+                 port: int = 0, passive_ports: range | None = None, masquerade_address: str | None = None,
+                 tls: FtpTls | None = None) -> None:
         self.ingestor = ingestor
         self.root = root
+        self.tls = tls
         self.results: list[FtpResult] = []
         self._lock = threading.Lock()
         owner = self
+        base: type = FTPHandler
+        if tls is not None:
+            from pyftpdlib.handlers import TLS_FTPHandler  # needs pyOpenSSL
 
-        class Handler(FTPHandler):  # type: ignore[misc]
+            base = TLS_FTPHandler
+
+        class Handler(base):  # type: ignore[misc,valid-type]
             authorizer = _Authorizer(accounts, root)
             banner = "Argus ingest"
             permit_foreign_addresses = False
@@ -115,6 +188,9 @@ class FtpIngestServer:
                 Path(file).unlink(missing_ok=True)  # a cut or aborted transfer: never ingested
                 owner._note(FtpResult(self.username, Path(file).name, "incomplete"))
 
+        if tls is not None:
+            Handler.ssl_context = _tls_context(tls)  # read once, here: a bad path fails at start, not per login
+            Handler.tls_control_required = Handler.tls_data_required = tls.required
         Handler.passive_ports = list(passive_ports) if passive_ports else None
         Handler.masquerade_address = masquerade_address  # the public address behind NAT, for PASV replies
         self.accounts = {a.user: a for a in accounts}

@@ -2,7 +2,8 @@
 
 1. The content type is sniffed from the bytes (never trusted from the extension or the client).
 2. The sha256 is the asset id: the same content uploaded twice is one asset (idempotent).
-3. The original goes to the object store under its content address.
+3. The original goes to the object store under its content address; a large image also gets its working copy,
+   decoded once for every model that looks at fewer pixels (producers/working_copy.py), named by the event.
 4. The asset row and the outbox row (the ``media.uploaded`` event) commit in ONE PostgreSQL
    transaction; the relay publishes the outbox to Kafka, so an upload accepted while the broker
    is down is not lost.
@@ -16,6 +17,7 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,7 +26,8 @@ from core.kafka import TOPIC_LIFECYCLE, TOPIC_UPLOADED
 from core.settings import Settings
 from core.storage import ObjectStore
 from models.media_metadata import sidecar_key
-from schemas.events import MediaLifecycle, MediaUploaded, dump
+from producers.working_copy import make_working_copy, working_side
+from schemas.events import MediaLifecycle, MediaUploaded, WorkingCopy, dump
 
 CHUNK = 1024 * 1024
 
@@ -125,6 +128,11 @@ class Ingestor:
         self.settings = settings
         self.store = store or ObjectStore(settings)
 
+    @cached_property
+    def working_side(self) -> int | None:
+        """The side of the working copies this installation makes (None: none; producers/working_copy.py)."""
+        return working_side(self.settings) if self.settings.processor.working_copy else None
+
     # -- entry points -------------------------------------------------------------------
     def ingest_bytes(self, data: bytes, meta: Metadata, sidecar: bytes | None = None) -> IngestResult:
         import io
@@ -171,10 +179,15 @@ class Ingestor:
                 self.store.put(key, spool, size, content_type)  # type: ignore[arg-type]
             if sidecar:
                 self.store.put_bytes(sidecar_key(sha), sidecar, "application/rdf+xml")
-            return self._record(sha, key, content_type, size, meta)
+            working = None
+            if media_type_of(content_type) == "image" and self.working_side is not None:
+                spool.seek(0)  # decoded once here for the models that look at fewer pixels (working_copy.py)
+                working = make_working_copy(self.settings, self.store, sha, spool.read(), self.working_side)
+            return self._record(sha, key, content_type, size, meta, working)
 
     # -- the one transaction ------------------------------------------------------------
-    def _record(self, sha: str, key: str, content_type: str, size: int, meta: Metadata) -> IngestResult:
+    def _record(self, sha: str, key: str, content_type: str, size: int, meta: Metadata,
+                working: WorkingCopy | None = None) -> IngestResult:
         event = MediaUploaded(
             event_id=f"upl-{sha[:40]}",
             asset_id=sha,
@@ -188,6 +201,7 @@ class Ingestor:
             description=meta.description,
             source=meta.source,
             collection=meta.collection,
+            working_copy=working,
         )
         with db.connect(self.settings) as conn, conn.transaction():
             inserted = conn.execute(

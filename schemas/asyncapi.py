@@ -37,8 +37,13 @@ CHANNELS: dict[str, tuple[str, str, str, str]] = {
                     "keyframe_ms null). Deduplicate by annotation_id; the newest produced_at wins."),
     "deadLetters": ("media.dlq", "dead_letter", "processors, sinks",
                     "What could not be processed, with the reason (the asset's model status becomes failed)."),
-    "mediaLifecycle": ("media.lifecycle", "media.lifecycle", "the API (docs/metadata.md)",
+    "mediaLifecycle": ("media.lifecycle", "media.lifecycle", "the API and sinks/lifecycle_sink.py (docs/metadata.md)",
                        "Kills, deletes, restores, embargoes and metadata edits of an asset."),
+    "mediaLifecycleRequests": ("media.lifecycle.requests", "media.lifecycle.request",
+                               "producers/agency.py (via the outbox)",
+                               "A producer's request to kill, withhold or release an asset it delivered (an agency's "
+                               "canceled / withheld notice); applied exactly once by sinks/lifecycle_sink.py, whose "
+                               "effect is then a media.lifecycle event. Internal: subscribers read media.lifecycle."),
     "assetsAnnotated": ("assets.annotated", "assets.annotated", "sinks/aggregate_sink.py (via the outbox)",
                         "One event per asset when every expected model is final; an update supersedes the "
                         "previous one. Deduplicate by event_id (re-emissions are byte-identical)."),

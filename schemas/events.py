@@ -63,6 +63,20 @@ class _Event(BaseModel):
 
 
 # ---------------------------------------------------------------------------- media.uploaded
+class WorkingCopy(BaseModel):
+    """A smaller, upright JPEG of a large image, made once at ingest (producers/ingest.py) before the event exists:
+    a processor whose model looks at no more than its longest side reads it instead of the original (one decode
+    of the original per asset instead of one per model). EXIF orientation is already applied; it has no EXIF."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    object_key: str = Field(description="in the original's bucket; derived from the asset id and the copy's spec")
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    size_bytes: int = Field(ge=0)
+    source_width: int = Field(gt=0, description="the original's upright width (EXIF orientation applied)")
+    source_height: int = Field(gt=0, description="the original's upright height (EXIF orientation applied)")
+
+
 class MediaUploaded(_Event):
     """An asset's original is in the object store and its row is in PostgreSQL."""
 
@@ -78,6 +92,9 @@ class MediaUploaded(_Event):
     description: str | None = None
     source: str | None = Field(None, description="upload | bulk | watch:<folder> | feed:<url>")
     collection: str | None = None
+    working_copy: WorkingCopy | None = Field(
+        None, description="images larger than every enabled model's input: a smaller upright JPEG made at ingest "
+                          "(absent: read the original)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -588,6 +605,28 @@ class MediaLifecycle(_Event):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+# a withheld agency item is held like an embargo without end (sinks/lifecycle_sink.py); its usable version releases it
+WITHHELD_UNTIL = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+class LifecycleRequest(_Event):
+    """A producer asks for a lifecycle change of an asset it delivered (an agency's ``canceled`` notice: kill;
+    ``withheld``: hold; the item usable again: release). The producers' floor cannot change the lifecycle itself;
+    the lifecycle sink (sinks/lifecycle_sink.py) applies each request exactly once, through the same machinery as
+    the API's kill, and the change then goes out as a ``media.lifecycle`` event."""
+
+    schema_: Literal["media.lifecycle.request"] = Field("media.lifecycle.request", alias="schema")
+    asset_id: str
+    action: Literal["kill", "withhold", "release"] = Field(
+        description="kill: a tombstone, gone from every index; withhold: hidden like an embargo without end; "
+                    "release: a withhold lifted (an embargo or a kill is never lifted by a producer)")
+    reason: str | None = Field(None, max_length=2000)
+    actor: str = Field(max_length=1000, description="who asks, e.g. agency:reuters:newsml")
+    item_uri: str | None = Field(None, max_length=2000, description="the agency item (ninjs uri, NewsML-G2 guid)")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 # ---------------------------------------------------------------------------- the per-asset aggregate
 class ModelOutcome(BaseModel):
     """One expected model's final word on the asset."""
@@ -664,6 +703,7 @@ EVENT_TYPES: dict[str, type[_Event]] = {
     "dead_letter": DeadLetter,
     "assets.annotated": AssetAnnotated,
     "media.lifecycle": MediaLifecycle,
+    "media.lifecycle.request": LifecycleRequest,
 }
 
 

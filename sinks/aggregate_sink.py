@@ -18,7 +18,12 @@ embedding (a model that consumes the other models' annotations) is final when ev
 final and its newest embedding covers every source that has text, or when the asset has no text at all
 (``skipped``). A model that was not expected (added later, or a new version after a reindex) joins the record
 and emits an update naming the event it supersedes. Killed, deleted and embargoed assets (``asset_lifecycle``,
-docs/metadata.md) get no event until they are released; a release is noticed at the sink's next batch.
+docs/metadata.md) get no event until they are released. A release needs no record to arrive: the sink runtime calls
+``tick`` every ``tick_interval_s`` (1 s), which emits the events of assets whose embargo has passed. A kill or
+delete removes the asset's aggregate rows in the kill's own transaction (sinks/lifecycle.py ``purge_rows``) and the
+sink drops every later record about a tombstoned asset (``lifecycle.tombstoned``, which serialises with the kill),
+so a replay never rebuilds it; subscribers learn of the kill from the ``media.lifecycle`` event
+(docs/interfaces.md).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from schemas.events import (
     dump,
     parse,
 )
+from sinks import lifecycle
 from sinks.runtime import SinkWriter
 from sinks.validation import check_annotation_topic
 
@@ -74,6 +80,7 @@ def compact(a: Annotation) -> dict[str, Any]:
 
 class AggregateSink(SinkWriter):
     name = "aggregate"
+    tick_interval_s = 1.0  # embargo releases without traffic
 
     def __init__(self, settings: Settings, models: list[str]) -> None:
         super().__init__(settings)
@@ -102,26 +109,42 @@ class AggregateSink(SinkWriter):
         uploaded, dlq = self.settings.topic(kafka.TOPIC_UPLOADED), self.settings.topic(kafka.TOPIC_DLQ)
         touched: set[str] = set()
         applied = 0
+        records: list[MediaUploaded | DeadLetter | Annotation] = []
         for m in msgs:
             if m.topic() == uploaded:
-                up = parse(m.value(), MediaUploaded)
-                applied += self._upload(conn, up)
-                touched.add(up.asset_id)
+                records.append(parse(m.value(), MediaUploaded))
             elif m.topic() == dlq:
-                d = parse(m.value(), DeadLetter)
-                if d.asset_id and d.model:  # a sink's dead letter names no model: not an outcome
-                    applied += self._failed(conn, d)
-                    touched.add(d.asset_id)
+                records.append(parse(m.value(), DeadLetter))
             else:
                 a = parse(m.value(), Annotation)
                 check_annotation_topic(self.settings, m.topic(), a)
-                if a.keyframe_ms is None:  # videos: the summary speaks for the model, not each keyframe
-                    applied += self._done(conn, a)
-                    touched.add(a.asset_id)
+                records.append(a)
+        # killed or deleted: their rows went with the kill; a replay or a late record must not bring them back
+        dead = lifecycle.tombstoned(conn, [r.asset_id for r in records if r.asset_id])
+        for r in records:
+            if r.asset_id in dead:
+                continue
+            if isinstance(r, MediaUploaded):
+                applied += self._upload(conn, r)
+                touched.add(r.asset_id)
+            elif isinstance(r, DeadLetter):
+                if r.asset_id and r.model:  # a sink's dead letter names no model: not an outcome
+                    applied += self._failed(conn, r)
+                    touched.add(r.asset_id)
+            elif r.keyframe_ms is None:  # videos: the summary speaks for the model, not each keyframe
+                applied += self._done(conn, r)
+                touched.add(r.asset_id)
         touched |= self._released(conn)
         for asset_id in sorted(touched):
             self._evaluate(conn, asset_id)
         return applied
+
+    def tick(self, conn: Conn) -> int:
+        """Held assets whose embargo has just passed get their event now, without waiting for a record."""
+        released = sorted(self._released(conn))
+        for asset_id in released:
+            self._evaluate(conn, asset_id)
+        return len(released)
 
     def _upload(self, conn: Conn, up: MediaUploaded) -> int:
         info = AssetInfo(filename=up.filename, content_type=up.content_type, size_bytes=up.size_bytes,

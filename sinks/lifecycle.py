@@ -150,7 +150,8 @@ def purge_rows(tx: Conn, asset_id: str, descriptor_refs: list[str] | None = None
                       AND NOT EXISTS (SELECT 1 FROM people_faces f WHERE f.person_id = p.person_id)""")
         if descriptor_refs is not None:
             descriptor_refs += [f["descriptor_ref"] for f in faces if f["descriptor_ref"]]
-    for table in ("search_moments", "search_frame_vectors"):  # time-coded search (migration 0012)
+    # time-coded search (migration 0012); the per-asset aggregate (0013, sinks/aggregate_sink.py)
+    for table in ("search_moments", "search_frame_vectors", "asset_aggregate_models", "asset_aggregates"):
         if _table_exists(tx, table):
             run(table, sql.SQL("DELETE FROM {} WHERE asset_id=%s").format(sql.Identifier(table)), (asset_id,))
     run("annotations", "DELETE FROM annotations WHERE asset_id=%s", (asset_id,))
@@ -193,53 +194,65 @@ def apply(settings: Settings, asset_id: str, action: Action, *, actor: str | Non
           embargo_until: datetime | None = None, fields: dict[str, Any] | None = None) -> Applied:
     """Change an asset's lifecycle state (see the module docstring). LookupError: unknown asset;
     LifecycleError: not possible in its state (a deleted asset is final; only a killed one is restored)."""
+    refs: list[str] = []
     with db.transaction(settings) as tx:
-        asset = tx.execute("SELECT * FROM assets WHERE asset_id=%s FOR UPDATE", (asset_id,)).fetchone()
-        if asset is None:
-            raise LookupError(f"unknown asset {asset_id}")
-        cur = state_of(tx, asset_id)
-        if cur.state == "deleted":
-            raise LifecycleError("the asset was deleted; nothing can be done with it")
-        if action == "restore" and cur.state != "killed":
-            raise LifecycleError("only a killed asset can be restored")
-        if action in ("embargo", "edit") and cur.state != "active":
-            raise LifecycleError(f"the asset is {cur.state}")
-        new_state = STATE_OF.get(action, cur.state)
-        until = embargo_until if action == "embargo" else (None if action == "restore" else cur.embargo_until)
-        detail: dict[str, Any] = {}
-        if action == "edit":
-            old = edited_fields(tx, asset_id)
-            changes = {k: v for k, v in (fields or {}).items() if old.get(k) != v}
-            detail = {"old": {k: old.get(k) for k in changes}, "new": changes}
-            tx.execute("""INSERT INTO asset_metadata_edits (asset_id, fields) VALUES (%s, %s)
-                          ON CONFLICT (asset_id) DO UPDATE SET fields = asset_metadata_edits.fields || EXCLUDED.fields,
-                              updated_at = now()""", (asset_id, Jsonb(changes)))
-        if action == "embargo":
-            detail = {"old": cur.embargo_until.isoformat() if cur.embargo_until else None,
-                      "new": until.isoformat() if until else None}
-        row = tx.execute(
-            """INSERT INTO asset_lifecycle (asset_id, state, embargo_until, reason, actor, seq)
-               VALUES (%s,%s,%s,%s,%s,1)
-               ON CONFLICT (asset_id) DO UPDATE SET state=EXCLUDED.state, embargo_until=EXCLUDED.embargo_until,
-                   reason=EXCLUDED.reason, actor=EXCLUDED.actor, seq=asset_lifecycle.seq + 1, updated_at=now()
-               RETURNING *""", (asset_id, new_state, until, reason, actor)).fetchone()
-        assert row is not None
-        seq = int(row["seq"])
-        tx.execute("INSERT INTO asset_lifecycle_log (asset_id, seq, action, reason, actor, detail) "
-                   "VALUES (%s,%s,%s,%s,%s,%s)", (asset_id, seq, action, reason, actor, Jsonb(detail)))
-        event = MediaLifecycle(event_id=f"lc-{asset_id}-{seq}", asset_id=asset_id, action=action, seq=seq,
-                               reason=reason, actor=actor, embargo_until=until)
-        tx.execute("INSERT INTO outbox (event_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
-                   (event.event_id, settings.topic(kafka.TOPIC_LIFECYCLE), asset_id, dump(event)))
-        if action == "edit":
-            _publish_edit(tx, settings, asset_id)
-        refs: list[str] = []
-        purged = purge_rows(tx, asset_id, refs) if new_state in ("killed", "deleted") else {}
-        if action == "restore":
-            _republish(tx, settings, asset, seq)
-        state = State(asset_id, new_state, until, reason, actor, seq, row["updated_at"])
-    if new_state in ("killed", "deleted"):
-        purged["objects"] = purge_objects(settings, asset_id, new_state, refs)
+        applied = apply_in(tx, settings, asset_id, action, actor=actor, reason=reason, embargo_until=embargo_until,
+                           fields=fields, descriptor_refs=refs)
+    if applied.state.state in ("killed", "deleted"):
+        applied.purged["objects"] = purge_objects(settings, asset_id, applied.state.state, refs)
+    return applied
+
+
+def apply_in(tx: Conn, settings: Settings, asset_id: str, action: Action, *, actor: str | None = None,
+             reason: str | None = None, embargo_until: datetime | None = None, fields: dict[str, Any] | None = None,
+             descriptor_refs: list[str] | None = None) -> Applied:
+    """``apply`` inside the caller's transaction (a sink's, which also stores its consumed offsets: the lifecycle
+    sink). The objects are not touched here: the caller purges them after its commit, or leaves that to the search
+    sink, which purges them when it reads the ``media.lifecycle`` event written here (``apply_event``)."""
+    asset = tx.execute("SELECT * FROM assets WHERE asset_id=%s FOR UPDATE", (asset_id,)).fetchone()
+    if asset is None:
+        raise LookupError(f"unknown asset {asset_id}")
+    cur = state_of(tx, asset_id)
+    if cur.state == "deleted":
+        raise LifecycleError("the asset was deleted; nothing can be done with it")
+    if action == "restore" and cur.state != "killed":
+        raise LifecycleError("only a killed asset can be restored")
+    if action in ("embargo", "edit") and cur.state != "active":
+        raise LifecycleError(f"the asset is {cur.state}")
+    new_state = STATE_OF.get(action, cur.state)
+    until = embargo_until if action == "embargo" else (None if action == "restore" else cur.embargo_until)
+    detail: dict[str, Any] = {}
+    if action == "edit":
+        old = edited_fields(tx, asset_id)
+        changes = {k: v for k, v in (fields or {}).items() if old.get(k) != v}
+        detail = {"old": {k: old.get(k) for k in changes}, "new": changes}
+        tx.execute("""INSERT INTO asset_metadata_edits (asset_id, fields) VALUES (%s, %s)
+                      ON CONFLICT (asset_id) DO UPDATE SET fields = asset_metadata_edits.fields || EXCLUDED.fields,
+                          updated_at = now()""", (asset_id, Jsonb(changes)))
+    if action == "embargo":
+        detail = {"old": cur.embargo_until.isoformat() if cur.embargo_until else None,
+                  "new": until.isoformat() if until else None}
+    row = tx.execute(
+        """INSERT INTO asset_lifecycle (asset_id, state, embargo_until, reason, actor, seq)
+           VALUES (%s,%s,%s,%s,%s,1)
+           ON CONFLICT (asset_id) DO UPDATE SET state=EXCLUDED.state, embargo_until=EXCLUDED.embargo_until,
+               reason=EXCLUDED.reason, actor=EXCLUDED.actor, seq=asset_lifecycle.seq + 1, updated_at=now()
+           RETURNING *""", (asset_id, new_state, until, reason, actor)).fetchone()
+    assert row is not None
+    seq = int(row["seq"])
+    tx.execute("INSERT INTO asset_lifecycle_log (asset_id, seq, action, reason, actor, detail) "
+               "VALUES (%s,%s,%s,%s,%s,%s)", (asset_id, seq, action, reason, actor, Jsonb(detail)))
+    event = MediaLifecycle(event_id=f"lc-{asset_id}-{seq}", asset_id=asset_id, action=action, seq=seq,
+                           reason=reason, actor=actor, embargo_until=until)
+    tx.execute("INSERT INTO outbox (event_id, topic, key, payload) VALUES (%s,%s,%s,%s)",
+               (event.event_id, settings.topic(kafka.TOPIC_LIFECYCLE), asset_id, dump(event)))
+    if action == "edit":
+        _publish_edit(tx, settings, asset_id)
+    refs = descriptor_refs if descriptor_refs is not None else []
+    purged = purge_rows(tx, asset_id, refs) if new_state in ("killed", "deleted") else {}
+    if action == "restore":
+        _republish(tx, settings, asset, seq)
+    state = State(asset_id, new_state, until, reason, actor, seq, row["updated_at"])
     return Applied(event, state, purged)
 
 

@@ -35,6 +35,9 @@ class SinkWriter(ABC):
     """What a concrete sink adds: its topics and how one record is applied inside the transaction."""
 
     name: ClassVar[str]
+    # seconds between ``tick`` calls, with or without records (None: never), e.g. an embargo that ends while no
+    # record arrives (sinks/aggregate_sink.py)
+    tick_interval_s: ClassVar[float | None] = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -52,6 +55,11 @@ class SinkWriter(ABC):
         """Apply a batch inside the open transaction; return how many records had an effect.
         Raise for a record that cannot be applied (the runtime then isolates it)."""
 
+    def tick(self, conn: db.Conn) -> int:
+        """Time-driven work inside its own transaction (no offsets move), every ``tick_interval_s``. It must be
+        idempotent: a crash before its commit repeats it at the next tick."""
+        return 0
+
 
 class SinkRunner:
     def __init__(self, settings: Settings, writer: SinkWriter, batch_size: int = 500) -> None:
@@ -65,6 +73,7 @@ class SinkRunner:
         self.service = f"sink:{writer.name}"
         self.health = metrics.Health(self.service)
         self.lag = metrics.LagTracker(self.service, settings.observability.lag_interval_s)
+        self._last_tick = 0.0
 
     # -- assignment: seek to what PostgreSQL says ---------------------------------------------
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -112,6 +121,7 @@ class SinkRunner:
                     for m in msgs:
                         metrics.EVENTS_IN.labels(self.service, m.topic()).inc()
                     self._commit_batch(msgs)
+                self._maybe_tick()
                 self.lag.update(self.consumer, self._stored_offsets_once)
             # graceful stop (SIGTERM): the batch in hand was committed (rows + offsets) before the loop ended
             log.info("sink %s: stopped cleanly after %d batches", self.writer.name, self.stats["batches"])
@@ -120,6 +130,24 @@ class SinkRunner:
             self.consumer.close()
             if self.conn is not None:
                 self.conn.close()
+
+    def _maybe_tick(self) -> None:
+        interval = self.writer.tick_interval_s
+        now = time.monotonic()
+        if interval is None or now - self._last_tick < interval:
+            return
+        self._last_tick = now
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                self.writer.tick(conn)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # the next tick tries again
+            log.warning("sink %s: tick skipped, PostgreSQL unavailable (%s)", self.writer.name, str(exc)[:200])
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+        except Exception:  # a failing tick must not stop the records from flowing
+            log.exception("sink %s: tick failed", self.writer.name)
 
     def _stored_offsets_once(self) -> dict[tuple[str, int], int]:
         """For the lag gauge: one attempt, raises when PostgreSQL is down (the gauge just isn't updated)."""
@@ -149,6 +177,7 @@ class SinkRunner:
                 conn = self._connection()
                 with conn.transaction():
                     applied = self._write_isolating_failures(conn, msgs)
+                    t1 = time.perf_counter()
                     offsets = kafka.next_offsets(msgs)
                     conn.cursor().executemany(
                         """INSERT INTO sink_offsets (sink, topic, partition, next_offset) VALUES (%s,%s,%s,%s)
@@ -158,7 +187,10 @@ class SinkRunner:
                         [(self.writer.name, tp.topic, tp.partition, tp.offset) for tp in offsets],
                     )
                     faults.crash_point("sink.before_commit")  # rows + offsets written, not committed
-                metrics.SINK_COMMIT_SECONDS.labels(self.writer.name).observe(time.perf_counter() - t0)
+                t2 = time.perf_counter()
+                metrics.SINK_COMMIT_SECONDS.labels(self.writer.name).observe(t2 - t0)
+                metrics.STAGE_SECONDS.labels(self.service, "write").inc(t1 - t0)  # parse + rows
+                metrics.STAGE_SECONDS.labels(self.service, "offsets").inc(t2 - t1)  # offsets + COMMIT
                 self.health.set_ready(True, "consuming")
                 break
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -178,7 +210,9 @@ class SinkRunner:
         self.stats["applied"] += applied
         self.stats["batches"] += 1
         metrics.EVENTS_OUT.labels(self.service, "postgres").inc(applied)
+        t3 = time.perf_counter()
         self.consumer.commit(offsets=offsets, asynchronous=True)
+        metrics.STAGE_SECONDS.labels(self.service, "kafka_commit").inc(time.perf_counter() - t3)
 
     def _write_isolating_failures(self, conn: db.Conn, msgs: list[Message]) -> int:
         try:

@@ -41,6 +41,7 @@ def test_document_validates_and_covers_every_topic() -> None:
     validate(doc)
     addresses = {c["address"] for c in doc["channels"].values()}
     assert addresses == {kafka.TOPIC_UPLOADED, kafka.TOPIC_DLQ, kafka.TOPIC_LIFECYCLE, kafka.TOPIC_ANNOTATED,
+                         kafka.TOPIC_LIFECYCLE_REQUESTS,
                          kafka.annotations_topic("{model}"), kafka.backfill_topic("{model}")}
     events = {c[1] for c in asyncapi.CHANNELS.values()}
     from schemas.events import EVENT_TYPES

@@ -108,7 +108,8 @@ def test_each_model_has_a_scalable_processor_and_the_workers_are_all_there(spec:
     models = list(processor_models(Settings()))
     assert set(default_models(Settings())) <= set(models)
     expected = {f"processor-{m}" for m in models} | {"api", "relay", "sink-postgres", "sink-search", "sink-ndd",
-                                                     "sink-people", "sink-aggregate", "webhooks", "grpc",
+                                                     "sink-people", "sink-aggregate", "sink-lifecycle",
+                                                     "webhooks", "grpc",
                                                      "migrate", "models-init"}
     assert set(argus_services(spec)) == expected
     for m in models:
@@ -116,7 +117,7 @@ def test_each_model_has_a_scalable_processor_and_the_workers_are_all_there(spec:
         assert svc["command"] == ["run", "processor", m]
         assert "container_name" not in svc and "ports" not in svc, "scalable: no fixed name or host port"
     assert services["relay"]["command"] == ["run", "relay"]
-    for name in ("sink-postgres", "sink-search", "sink-ndd", "sink-people", "sink-aggregate"):
+    for name in ("sink-postgres", "sink-search", "sink-ndd", "sink-people", "sink-aggregate", "sink-lifecycle"):
         assert services[name]["command"] == ["run", "sink", name.split("-", 1)[1]]
         assert "container_name" not in services[name]
     assert services["migrate"]["command"] == ["migrate"]

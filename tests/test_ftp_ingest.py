@@ -124,3 +124,65 @@ def test_agency_account_stages_media_until_its_newsml_document(env: Settings, ft
         assert conn.execute("SELECT embargo_until FROM asset_lifecycle WHERE asset_id=%s", (aid,)).fetchone()
     assert list((ftp_server.root / "reuters").iterdir()) == []  # the staged renditions went with the document
     assert socket.gethostbyname(ftp_server.address[0]) == "127.0.0.1"
+
+
+def test_ftps_required_upload_is_ingested_and_searchable_and_plain_login_refused(
+        stack_settings: Settings, sample_files: list[Path], tmp_path: Path) -> None:
+    """FTPS (explicit AUTH TLS, PROT P) with a self-signed certificate made by ensure_certificate: a plain login is
+    refused before the password is even read, a real photo sent over TLS is ingested, annotated and found."""
+    import ssl
+
+    from argus import pipeline
+    from argus.workers import Supervisor, default_workers
+    from core import kafka
+    from producers.ftp_server import FtpTls, ensure_certificate
+    from retrieval.search import get_search_index
+    from retrieval.search.interface import SearchQuery
+    from tests.support.stack import isolated_settings
+    from tests.test_metadata_rights import _photo
+
+    s = isolated_settings(stack_settings, "t_ftps")
+    s.models = ["media_metadata"]
+    kafka.ensure_topics(s, kafka.all_topics(s, s.models))
+    cert, key = ensure_certificate(tmp_path / "tls")
+    assert ensure_certificate(tmp_path / "tls") == (cert, key) and oct(key.stat().st_mode & 0o777) == "0o600"
+    srv = FtpIngestServer(Ingestor(s), [FtpAccount("nikon", password_hash("s3cret"), collection="sports")],
+                          tmp_path / "ftp", tls=FtpTls(cert, key, required=True))
+    srv.start()
+    sup = Supervisor(s, default_workers(s))
+    sup.start()
+    try:
+        plain = ftplib.FTP()
+        plain.connect(*srv.address, timeout=10)
+        with pytest.raises(ftplib.error_perm, match="550 SSL/TLS required"):
+            plain.login("nikon", "s3cret")
+        plain.close()
+
+        ctx = ssl.create_default_context(cafile=str(cert))  # the client verifies the server's certificate
+        ftps = ftplib.FTP_TLS(context=ctx)
+        ftps.connect(*srv.address, timeout=10)
+        ftps.login("nikon", "s3cret")  # AUTH TLS first
+        assert isinstance(ftps.sock, ssl.SSLSocket) and ftps.sock.version() in ("TLSv1.2", "TLSv1.3")
+        with pytest.raises(ftplib.error_perm, match="550 SSL/TLS required on the data channel"):
+            ftps.storbinary("STOR clear.jpg", io.BytesIO(jpeg((1, 2, 3))))  # PROT C: refused
+        ftps.prot_p()
+        photo = tagged(_photo(sorted(sample_files)[0]), **WIRE)
+        ftps.storbinary("STOR DSC_0042.jpg", io.BytesIO(photo))
+        ftps.quit()
+        wait_results(srv, 1)
+        got = srv.results[-1]
+        assert got.outcome == "ingested" and got.asset_id is not None, srv.results
+        final = pipeline.wait_until_done(s, [got.asset_id], "media_metadata", timeout=180)
+        assert final.done and final.failed == 0, (final, sup.dead())
+        index = get_search_index(s)
+        deadline = time.monotonic() + 60
+        while not (hits := [h.asset_id for h in index.search(SearchQuery(text="elbe bridge")).hits]):
+            assert time.monotonic() < deadline, "the FTPS upload never became searchable"
+            time.sleep(0.3)
+        assert hits == [got.asset_id]
+        with db.connect(s) as conn:
+            row = conn.execute("SELECT source, collection FROM assets WHERE asset_id=%s", (got.asset_id,)).fetchone()
+        assert (row["source"], row["collection"]) == ("ftp:nikon", "sports")
+    finally:
+        sup.stop()
+        srv.stop()

@@ -21,8 +21,8 @@ from api.app import create_app
 from argus import pipeline
 from argus.cli import app as cli_app
 from argus.service import Lag, Service, worker_lag
-from argus.workers import Worker
-from core.service_state import ServiceState, pid_alive, read_state
+from argus.workers import Supervisor, Worker
+from core.service_state import ServiceState, WorkerState, pid_alive, read_state
 from core.settings import SETTINGS_ENV, Settings
 from producers.ingest import Ingestor, Metadata
 
@@ -163,3 +163,49 @@ def test_supervisor_kill9_leaves_no_orphans_and_restarts_clean(env: Settings, tm
     finally:
         if first.poll() is None:
             first.kill()
+
+
+def test_lag_of_every_worker(env: Settings, tmp_path: Path, sample_files: list[Path]) -> None:
+    """`argus status` / /metrics lag for every kind of worker, read from each one's system-of-record table: an upload
+    while the ndd sink is stopped is owed by it (records > 0, the age grows), then 0 once it ran; the workers that
+    answer requests show "-" with the reason."""
+    s = service_settings(env, tmp_path)
+    svc = Service(s, [Worker("relay", ["run", "relay"]), Worker("processor-pdq", ["run", "processor", "pdq"]),
+                      Worker("sink-postgres", ["run", "sink", "postgres"])])
+    svc.run_in_thread()
+    try:
+        wait(lambda: (x := read_state(s)) and all(w.state == "running" for w in x.workers.values()), 60, "running")
+        res = Ingestor(s).ingest_bytes(sample_files[0].read_bytes(), Metadata(filename="lag.jpg"))
+        wait(lambda: pipeline.progress(s, [res.asset_id], "pdq").annotated == 1, 120, "the pdq annotation")
+        st = read_state(s)
+        assert st is not None
+        others = ["sink-search", "sink-ndd", "sink-people", "sink-aggregate", "sink-lifecycle", "webhooks",
+                  "ftp", "api", "grpc"]
+        workers = {**st.workers, **{n: WorkerState(name=n, argv=["run", n]) for n in others}}
+        lag = worker_lag(s, workers)
+        assert set(lag) == set(workers), lag
+        for n in ("relay", "processor-pdq", "sink-postgres", "sink-people", "sink-lifecycle", "webhooks"):
+            assert lag[n] == Lag(0, 0.0), (n, lag[n])
+        for n in ("sink-search", "sink-ndd", "sink-aggregate"):  # not running: the upload is owed
+            assert lag[n].records == 1 and (lag[n].seconds or 0) > 0, (n, lag[n])
+        for n in ("ftp", "api", "grpc"):
+            assert lag[n].records is None and lag[n].seconds is None and "no queue" in lag[n].source, lag[n]
+        time.sleep(1.2)
+        again = worker_lag(s, workers)["sink-ndd"]
+        assert again.records == 1 and (again.seconds or 0) >= (lag["sink-ndd"].seconds or 0) + 1.0, again
+
+        with TestClient(create_app(s)) as client:  # the supervised workers' lag as metrics
+            m = client.get("/metrics").text
+            assert 'argus_worker_lag_records{worker="sink-postgres"} 0.0' in m, m
+            assert 'argus_worker_lag_seconds{worker="relay"} 0.0' in m
+        status = CliRunner().invoke(cli_app, ["status"], env={SETTINGS_ENV: s.model_dump_json()})
+        assert "lag:" in status.output and "outbox" in status.output, status.output  # the source column
+
+        ndd = Supervisor(s, [Worker("sink-ndd", ["run", "sink", "ndd"])])
+        ndd.start()
+        try:  # the sink runs: its backlog drains to 0
+            wait(lambda: worker_lag(s, workers)["sink-ndd"] == Lag(0, 0.0), 90, "the ndd sink's lag to drain")
+        finally:
+            ndd.stop()
+    finally:
+        svc.shutdown()
