@@ -97,6 +97,23 @@ def make_assets(n: int, seed: int) -> list[tuple[str, bytes]]:
     return [(f"chaos-{seed}-{i:05d}.jpg", data) for i, data in enumerate(images)]
 
 
+def progress_signal(settings: Settings, comp: str) -> int | None:
+    """A counter that grows only while ``comp`` does its job (None while PostgreSQL is down)."""
+    try:
+        with db.connect(settings) as conn:
+            if comp.startswith("processor-"):  # rows of that model reaching the system of record
+                return int(db.scalar(conn, "SELECT count(*) FROM annotations WHERE model=%s",
+                                     (comp.removeprefix("processor-"),)))
+            if comp.startswith("sink-"):  # records that sink committed
+                return int(db.scalar(conn, "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets "
+                                           "WHERE sink=%s", (comp.removeprefix("sink-"),)))
+            if comp == "relay":
+                return int(db.scalar(conn, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"))
+            return int(db.scalar(conn, "SELECT count(*) FROM annotations"))  # servers: everything
+    except Exception:  # noqa: BLE001 - PostgreSQL down
+        return None
+
+
 class ChaosRun:
     def __init__(self, settings: Settings, stack: EmbeddedStack, assets: list[tuple[str, bytes]],
                  duration_s: float, seed: int = 1, components: list[str] | None = None,
@@ -152,22 +169,6 @@ class ChaosRun:
         except Exception:  # noqa: BLE001 - PostgreSQL down
             return None
 
-    def _signal(self, comp: str) -> int | None:
-        """A counter that grows only while ``comp`` does its job (None while PostgreSQL is down)."""
-        try:
-            with db.connect(self.settings) as conn:
-                if comp.startswith("processor-"):  # rows of that model reaching the system of record
-                    return int(db.scalar(conn, "SELECT count(*) FROM annotations WHERE model=%s",
-                                         (comp.removeprefix("processor-"),)))
-                if comp.startswith("sink-"):  # records that sink committed
-                    return int(db.scalar(conn, "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets "
-                                               "WHERE sink=%s", (comp.removeprefix("sink-"),)))
-                if comp == "relay":
-                    return int(db.scalar(conn, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"))
-                return int(db.scalar(conn, "SELECT count(*) FROM annotations"))  # servers: everything
-        except Exception:  # noqa: BLE001 - PostgreSQL down
-            return None
-
     def _heal(self) -> None:
         """Restart workers that died on their own (not a planned kill): each is a finding."""
         for name in self.sup.dead():
@@ -206,14 +207,14 @@ class ChaosRun:
         self._restart(comp)
         ep.restart_s = round(time.monotonic() - t, 2)
         self._planned_down.discard(comp)
-        # recovered = the restarted component's own progress counter moved (see _signal)
+        # recovered = the restarted component's own progress counter moved (see progress_signal)
         deadline = t + self.recover_timeout_s
-        before = self._signal(comp)
+        before = progress_signal(self.settings, comp)
         while before is None and time.monotonic() < deadline:
             time.sleep(0.2)
-            before = self._signal(comp)
+            before = progress_signal(self.settings, comp)
         while time.monotonic() < deadline:
-            now = self._signal(comp)
+            now = progress_signal(self.settings, comp)
             if now is not None and before is not None and now > before:
                 ep.recover_s = round(time.monotonic() - t, 2)
                 break
