@@ -20,33 +20,39 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from core import db, kafka
 from core.settings import Settings
 from models.registry import enabled_models
 
 
-def count_records(settings: Settings, topic: str, idle_s: float = 4.0) -> dict[int, int]:
-    """Records per partition, read from the beginning by a throw-away consumer group."""
+def read_topic(settings: Settings, topic: str, idle_s: float = 4.0) -> Iterator[Message]:
+    """Every record of ``topic`` from the beginning (a throw-away consumer group), until ``idle_s`` without one."""
     c = kafka.consumer(settings, f"verify-{uuid.uuid4().hex[:8]}", **{"isolation.level": "read_uncommitted"})
     c.subscribe([topic])
-    counts: dict[int, int] = {}
     last = time.monotonic()
     try:
         while time.monotonic() - last < idle_s:
             for m in c.consume(num_messages=500, timeout=0.5):
                 if m.error() is None:
-                    p = m.partition()
-                    assert p is not None
-                    counts[p] = counts.get(p, 0) + 1
                     last = time.monotonic()
+                    yield m
     finally:
         c.close()
+
+
+def count_records(settings: Settings, topic: str, idle_s: float = 4.0) -> dict[int, int]:
+    """Records per partition, read from the beginning."""
+    counts: dict[int, int] = {}
+    for m in read_topic(settings, topic, idle_s):
+        p = m.partition()
+        assert p is not None
+        counts[p] = counts.get(p, 0) + 1
     return counts
 
 

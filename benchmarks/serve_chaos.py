@@ -38,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,7 +50,7 @@ from api.web_routes import expected_models
 from argus.service import worker_lag
 from argus.stack.manager import EmbeddedStack
 from argus.stack.ports import settings_for_tests
-from argus.verify import Verdict, wait_until_consistent
+from argus.verify import Verdict, read_topic, wait_until_consistent
 from benchmarks.chaos import make_assets, progress_signal
 from core import db, kafka
 from core.service_state import ServiceState, live_state, pid_alive
@@ -388,18 +387,7 @@ class ServeChaos:
         return int(pending) == 0 and int(outbox) == 0
 
     def _annotated_events(self) -> dict[str, Any]:
-        c = kafka.consumer(self.settings, f"chaos-reader-{uuid.uuid4().hex[:8]}")
-        c.subscribe([self.settings.topic(kafka.TOPIC_ANNOTATED)])
-        raw: list[bytes] = []
-        last = time.monotonic()
-        try:
-            while time.monotonic() - last < 5.0:
-                for m in c.consume(num_messages=500, timeout=0.5):
-                    if m.error() is None:
-                        raw.append(m.value() or b"")
-                        last = time.monotonic()
-        finally:
-            c.close()
+        raw = [m.value() or b"" for m in read_topic(self.settings, self.settings.topic(kafka.TOPIC_ANNOTATED))]
         first: dict[str, bytes] = {}
         per_asset: dict[str, set[str]] = {}
         identical = differing = 0

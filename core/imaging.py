@@ -127,3 +127,26 @@ def to_model_input(img: Image.Image, size: int = 224) -> np.ndarray:
         img = _to_rgb(img)
     out = img.resize((size, size), Image.Resampling.BILINEAR)
     return np.ascontiguousarray(np.asarray(out, dtype=np.uint8))
+
+
+def jpeg_header_end(data: bytes) -> int | None:
+    """Where a JPEG's entropy-coded data starts (its SOS segment): everything before it (EXIF, XMP, IPTC, ICC, the
+    frame header with the size) is the header. None when ``data`` is not a JPEG or ends before the SOS segment (a
+    header that reaches past a partial read, or a corrupt one). Reads marker lengths only; decodes nothing."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None  # not at a marker: corrupt
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: its own header too must be in (a decoder's open reads it)
+            return i if i + 2 + int.from_bytes(data[i + 2:i + 4], "big") <= len(data) else None
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None

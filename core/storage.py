@@ -56,9 +56,10 @@ class ObjectStore:
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         self.put(key, io.BytesIO(data), len(data), content_type)
 
-    def get(self, key: str, bucket: str | None = None) -> bytes:
+    def get(self, key: str, bucket: str | None = None, length: int | None = None) -> bytes:
+        """The object's bytes (``length``: at most its first ``length`` bytes, a ranged GET)."""
         try:
-            resp = self.client.get_object(bucket or self.bucket, key)
+            resp = self.client.get_object(bucket or self.bucket, key, length=length or 0)
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound", "NoSuchBucket"):
                 raise ObjectMissing(f"object {bucket or self.bucket}/{key} does not exist") from None

@@ -82,6 +82,9 @@ class Model:
     # the longest side the model looks at: a JPEG is decoded at the smallest DCT scale still at least this large
     # (core.imaging.load_image ``target``: 24 MP -> 1/8 scale costs ~1/6 of a full decode); None = full resolution
     input_side: ClassVar[int | None] = None
+    # a model that reads only an image's header (embedded metadata): the runtime fetches this many bytes of the
+    # original first and the whole file only when a JPEG's header does not end within them (or it is no JPEG)
+    head_bytes: ClassVar[int | None] = None
     # in-process ms per item on one core (benchmarks.models): its share of the cores (core/placement.py)
     cpu_cost_ms: ClassVar[float] = 50.0
 

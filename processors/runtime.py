@@ -32,7 +32,7 @@ from tenacity import retry, retry_if_exception_type, stop_never, wait_exponentia
 from tritonclient.utils import InferenceServerException
 
 from core import faults, kafka, metrics
-from core.imaging import MediaDecodeError
+from core.imaging import MediaDecodeError, jpeg_header_end
 from core.resilience import wait_for
 from core.settings import Settings
 from core.storage import ObjectMissing, ObjectStore
@@ -92,7 +92,7 @@ class Processor:
                                           "emit": 0.0, "commit": 0.0}
         # what the fetches read: originals vs working copies (producers/working_copy.py), count and bytes
         self.reads: dict[str, float] = {"original": 0, "original_bytes": 0, "working": 0, "working_bytes": 0,
-                                        "working_missing": 0}
+                                        "working_missing": 0, "head": 0, "head_bytes": 0}
         self._stage_lock = threading.Lock()
 
     def input_topics(self) -> list[str]:
@@ -326,6 +326,12 @@ class Processor:
                 self._count_read("working_missing", 0)
         if wc is not None:
             ev = ev.model_copy(update={"working_copy": None})
+        head = self.model.head_bytes
+        if head and ev.media_type == "image" and ev.size_bytes > head:
+            data = self._fetch(ev.object_key, ev.bucket, head)
+            if jpeg_header_end(data) is not None:  # the whole header is in: the pixels are not needed
+                self._count_read("head", len(data))
+                return ev, data
         data = self._fetch(ev.object_key, ev.bucket)
         self._count_read("original", len(data))
         return ev, data
@@ -338,8 +344,8 @@ class Processor:
         metrics.FETCHED_BYTES.labels(self.stage, kind).inc(size)
 
     @retry(retry=retry_if_exception_type(OSError), wait=wait_exponential(0.2, max=30), stop=stop_never)
-    def _fetch(self, key: str, bucket: str) -> bytes:
-        return self.store.get(key, bucket=bucket)
+    def _fetch(self, key: str, bucket: str, length: int | None = None) -> bytes:
+        return self.store.get(key, bucket=bucket, length=length)
 
     def _chunks(self, items: list[Item]) -> list[list[Item]]:
         """Split a batch into parallel Triton requests (one per model instance), each <= max_batch."""

@@ -48,27 +48,34 @@ class PostgresSink(SinkWriter):
         # on the retry because the original was gone): removed now, idempotently
         lifecycle.purge_late(conn, self.settings, dead, anns)
         applied = sum(self._dead_letter(conn, d) for d in letters if d.asset_id not in dead)
-        return applied + sum(self._annotation(conn, a) for a in anns if a.asset_id not in dead)
+        return applied + self._annotations(conn, [a for a in anns if a.asset_id not in dead])
 
     @staticmethod
-    def _annotation(conn: Conn, a: Annotation) -> int:
-        cur = conn.execute(
+    def _annotations(conn: Conn, anns: list[Annotation]) -> int:
+        """The whole batch in two statements instead of two per annotation (one round trip each): the rows, skipping
+        ids already applied (a duplicate delivery), then the status of every (asset, model) that got a new row."""
+        unique = list({a.annotation_id: a for a in anns}.values())  # a redelivery within the batch: once
+        if not unique:
+            return 0
+        cols = [list(c) for c in zip(*[(a.annotation_id, a.asset_id, a.model, a.model_version, a.keyframe_ms,
+                                         Jsonb(a.payload.model_dump(mode="json")), a.occurred_at) for a in unique],
+                                     strict=True)]
+        fresh = {r["annotation_id"] for r in conn.execute(
             """INSERT INTO annotations (annotation_id, asset_id, model, model_version, keyframe_ms, payload,
                                         produced_at)
-               VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (annotation_id) DO NOTHING""",
-            (a.annotation_id, a.asset_id, a.model, a.model_version, a.keyframe_ms,
-             Jsonb(a.payload.model_dump(mode="json")), a.occurred_at),
-        )
-        if cur.rowcount == 0:
-            return 0  # duplicate delivery: already applied
-        conn.execute(
-            """INSERT INTO asset_model_status (asset_id, model, model_version, status)
-               VALUES (%s,%s,%s,'done')
-               ON CONFLICT (asset_id, model) DO UPDATE
-               SET status='done', model_version=EXCLUDED.model_version, reason=NULL, updated_at=now()""",
-            (a.asset_id, a.model, a.model_version),
-        )
-        return 1
+               SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::integer[], %s::jsonb[],
+                                    %s::timestamptz[])
+               ON CONFLICT (annotation_id) DO NOTHING RETURNING annotation_id""", cols).fetchall()}
+        done = {(a.asset_id, a.model): a.model_version for a in unique if a.annotation_id in fresh}  # last one wins
+        if done:
+            conn.execute(
+                """INSERT INTO asset_model_status (asset_id, model, model_version, status)
+                   SELECT *, 'done' FROM unnest(%s::text[], %s::text[], %s::text[])
+                   ON CONFLICT (asset_id, model) DO UPDATE
+                   SET status='done', model_version=EXCLUDED.model_version, reason=NULL, updated_at=now()""",
+                ([k[0] for k in done], [k[1] for k in done], list(done.values())),
+            )
+        return len(fresh)
 
     @staticmethod
     def _dead_letter(conn: Conn, d: DeadLetter) -> int:

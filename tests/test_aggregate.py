@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from argus.verify import read_topic
 from argus.workers import Supervisor, Worker
 from core import db, kafka
 from core.settings import Settings
@@ -22,20 +22,6 @@ from tests.test_exactly_once import variants
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODELS = ["efficientnet_lite0", "pdq", "text_embed"]
-
-def read_topic(s: Settings, topic: str, idle_s: float = 4.0) -> list[bytes]:
-    c = kafka.consumer(s, f"reader-{uuid.uuid4().hex[:8]}")
-    c.subscribe([topic])
-    out: list[bytes] = []
-    last = time.monotonic()
-    while time.monotonic() - last < idle_s:
-        for m in c.consume(num_messages=500, timeout=0.5):
-            if m.error() is None:
-                out.append(m.value() or b"")
-                last = time.monotonic()
-    c.close()
-    return out
-
 
 def emitted(s: Settings, ids: list[str]) -> int:
     with db.connect(s) as conn:
@@ -82,7 +68,7 @@ def test_one_event_per_asset_exactly_once_under_kill9(env: Settings, sample_file
         assert emitted(s, ids) == len(ids), f"{emitted(s, ids)} of {len(ids)} assets emitted"
         assert crashed == 1 and kills == 1, (crashed, kills)
         time.sleep(3)  # the relay publishes the last outbox rows
-        raw = read_topic(s, s.topic(kafka.TOPIC_ANNOTATED))
+        raw = [m.value() or b"" for m in read_topic(s, s.topic(kafka.TOPIC_ANNOTATED))]
     finally:
         sup.stop()
 
@@ -163,8 +149,8 @@ def test_embargo_released_without_traffic_and_a_kill_after_the_event(env: Settin
         p.produce(s.topic(kafka.TOPIC_UPLOADED), key=free, value=dump(replay))
         p.flush(30)
         time.sleep(4)
-        annotated = [parse(r, AssetAnnotated) for r in read_topic(s, s.topic(kafka.TOPIC_ANNOTATED))]
-        kills = [parse(r, MediaLifecycle) for r in read_topic(s, s.topic(kafka.TOPIC_LIFECYCLE))]
+        annotated = [parse(m.value(), AssetAnnotated) for m in read_topic(s, s.topic(kafka.TOPIC_ANNOTATED))]
+        kills = [parse(m.value(), MediaLifecycle) for m in read_topic(s, s.topic(kafka.TOPIC_LIFECYCLE))]
         with db.connect(s) as conn:
             assert db.scalar(conn, "SELECT count(*) FROM asset_aggregates WHERE asset_id=%s", (free,)) == 0
     finally:

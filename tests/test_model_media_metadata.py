@@ -164,3 +164,58 @@ def test_heic_and_avif_photos_are_accepted_and_decode() -> None:
     Image.new("RGB", (40, 30), (0, 0, 200)).save(buf, "AVIF")
     avif = buf.getvalue()
     assert sniff_content_type(avif[:64]) == "image/avif" and load_image(avif, 10**7).size == (40, 30)
+
+
+def _noisy_jpeg(size: tuple[int, int]) -> bytes:
+    """A photo-like JPEG far larger than the header read (random pixels do not compress)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(
+        buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_jpeg_header_end_finds_the_pixels_and_refuses_what_it_cannot_see() -> None:
+    from core.imaging import jpeg_header_end
+
+    data = tagged(_noisy_jpeg((800, 600)), **WIRE)
+    end = jpeg_header_end(data)
+    assert end is not None and 1000 < end < 64 * 1024 < len(data) and data[end:end + 2] == b"\xff\xda"
+    assert jpeg_header_end(data[:end + 2]) is None  # the scan's own header cut off
+    assert extract(data[:end + 64], "image") == extract(data, "image")  # the header alone says it all
+    assert jpeg_header_end(data[:end - 10]) is None  # cut inside the header
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, "PNG")
+    assert jpeg_header_end(png.getvalue()) is None and jpeg_header_end(b"") is None
+    assert jpeg_header_end(b"\xff\xd8\x00\x00junk") is None
+
+
+@pytest.mark.integration
+def test_the_processor_fetches_only_the_header_of_a_large_jpeg(env) -> None:  # type: ignore[no-untyped-def]
+    from core import db
+    from models.registry import get_model
+    from processors.runtime import Processor
+    from producers.ingest import Ingestor, Metadata
+    from schemas.events import MediaUploaded, parse
+
+    big = tagged(_noisy_jpeg((1600, 1200)), **WIRE)
+    png = io.BytesIO()
+    Image.new("RGB", (900, 900), (1, 2, 3)).save(png, "PNG", compress_level=0)  # no JPEG: read whole
+    proc = Processor(env, get_model(env, "media_metadata"))
+    try:
+        for data, kind in ((big, "head"), (png.getvalue(), "original")):
+            res = Ingestor(env).ingest_bytes(data, Metadata(filename=f"h.{kind}"))
+            with db.connect(env) as conn:
+                raw = conn.execute("SELECT payload FROM outbox WHERE event_id=%s",
+                                   (f"upl-{res.asset_id[:40]}",)).fetchone()
+            ev = parse(bytes(raw["payload"]), MediaUploaded)
+            items = proc._fetch_prepare(ev)
+            assert isinstance(items, list), items
+            assert proc.reads[kind] == 1, proc.reads
+            if kind == "head":
+                assert proc.reads["head_bytes"] == 256 * 1024 < len(big)
+                assert items[0].row["MEDIA"].item() == extract(big, "image")  # the same record as from the whole
+    finally:
+        proc.pool.shutdown()
+        proc.triton.close()

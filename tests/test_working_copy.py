@@ -169,7 +169,7 @@ def test_ingest_makes_the_copy_and_processors_read_it(env: Settings) -> None:
         for proc in procs.values():  # input side 512 / 224 <= 960: the copy, never the original
             first = _annotations(proc, ev)
             assert proc.reads == {"original": 0, "original_bytes": 0, "working": 1, "working_bytes": wc.size_bytes,
-                                  "working_missing": 0}
+                                  "working_missing": 0, "head": 0, "head_bytes": 0}
             assert proc.stage_s["fetch"] > 0 and proc.stage_s["decode"] > 0
             assert _annotations(proc, ev) == first  # a replay reads the same copy and says the same
         # a model that needs more than the copy's side reads the original
