@@ -33,6 +33,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,7 +154,7 @@ class ServeChaosReport:
             "assets": self.assets, "seed": self.seed, "kills_total": len(self.episodes),
             "kills": dict(sorted(kills.items())),
             "not_recovered": [e.component for e in self.episodes if e.recover_s is None],
-            "recovery_s": {c: {"median": round(sorted(x)[len(x) // 2], 1), "max": round(max(x), 1)}
+            "recovery_s": {c: {"median": round(statistics.median(x), 1), "max": round(max(x), 1)}
                            for c, x in sorted(by.items())},
             "uploads_retried": self.uploads_retried, "chaos_s": round(self.chaos_s), "drain_s": round(self.drain_s),
             "api_availability": round(self.availability, 4), "api_probes": self.availability_probes,
