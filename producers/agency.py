@@ -32,6 +32,7 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from core import db, kafka
+from models.base import sha256_file
 from models.media_metadata import clean, clean_list, xmp_sidecar
 from producers.ingest import IngestError, Ingestor, IngestResult, Metadata
 from schemas.events import WITHHELD_UNTIL, LifecycleRequest, dump
@@ -270,14 +271,6 @@ class AgencyResult:
     requested: list[str] = field(default_factory=list)  # assets a kill / withhold / release was requested for
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def ingest_document(ingestor: Ingestor, document: Path, source: str = "agency",
                     collection: str | None = None) -> AgencyResult:
     """Read ``document`` and ingest its best rendition from the same folder, or pass its status notice on (see the
@@ -296,7 +289,7 @@ def ingest_document(ingestor: Ingestor, document: Path, source: str = "agency",
     if item.uri:  # before the ingest: a crash in between leaves a record of an asset not there yet, never the reverse
         with db.connect(ingestor.settings) as conn:
             conn.execute("""INSERT INTO agency_items (item_uri, asset_id, format, source) VALUES (%s,%s,%s,%s)
-                            ON CONFLICT DO NOTHING""", (item.uri, _sha256(media), item.format, actor))
+                            ON CONFLICT DO NOTHING""", (item.uri, sha256_file(media), item.format, actor))
     r = ingestor.ingest_path(media, meta, xmp_sidecar(fields) if fields else None)
     requested = request_lifecycle(ingestor, item, "release", actor, notice)  # a withheld item usable again
     return AgencyResult(item, "ingested" if r.created else "duplicate", r, requested)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from fastapi.testclient import TestClient
 from core import kafka
 from core.settings import Settings
 from schemas import asyncapi
-from schemas.events import AssetAnnotated, AssetInfo, MergedLabel, ModelOutcome, dump
+from schemas.events import dump
+from tests.support.events import annotated_event
 
 # the AsyncAPI 3.0.0 JSON Schema from the npm package @asyncapi/specs 6.11.1 (schemas/3.0.0-without-$id.json,
 # Apache-2.0), gzipped
@@ -50,17 +50,7 @@ def test_document_validates_and_covers_every_topic() -> None:
     # a real event validates against its message's payload schema, resolved inside the document
     msg = doc["components"]["messages"]["AssetAnnotated"]
     schema = {**doc, **msg["payload"]}  # refs (#/components/schemas/...) resolve against the document
-    jsonschema.validate(json.loads(dump(sample_event("a" * 64))), schema)
-
-
-def sample_event(asset_id: str) -> AssetAnnotated:
-    return AssetAnnotated(
-        event_id=f"asa-{asset_id[:32]}", asset_id=asset_id, media_type="image",
-        asset=AssetInfo(filename="harbour.jpg", content_type="image/jpeg", size_bytes=1234,
-                        uploaded_at=datetime(2026, 1, 2, tzinfo=UTC)),
-        models=[ModelOutcome(model="efficientnet_lite0", status="done", model_version="v1", annotation_id="x")],
-        labels=[MergedLabel(name="boat", score=0.9, models=["efficientnet_lite0"])],
-        text={}, numeric={}, embeddings=[])
+    jsonschema.validate(json.loads(dump(annotated_event("a" * 64))), schema)
 
 
 @pytest.mark.integration
@@ -80,7 +70,7 @@ def test_served_and_subscriber_example(env: Settings) -> None:
     topic = env.topic(kafka.TOPIC_ANNOTATED)
     kafka.ensure_topics(env, [topic])
     producer = kafka.producer(env)
-    events = [sample_event("b" * 64), sample_event("c" * 64)]
+    events = [annotated_event("b" * 64), annotated_event("c" * 64)]
     for ev in [*events, events[0]]:
         producer.produce(topic, key=ev.asset_id, value=dump(ev))
     assert producer.flush(30) == 0

@@ -396,6 +396,7 @@ def test_rights_display_in_the_browser(stack_settings: Settings, sample_files: l
     from tests.support.modelrun import model_run
     from tests.test_web_app import Page
 
+    # justified skip: the browser test needs Debian's chromium; bootstrap installs it as root, so CI always has it
     if why := chromium_missing():
         pytest.skip(why)  # justified: no chromium here (bootstrap installs it as root); CI runs this
     photos = sorted(sample_files)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -19,8 +18,9 @@ from api.app import create_app
 from argus.workers import Supervisor, Worker
 from core import kafka
 from core.settings import Settings
-from schemas.events import AssetAnnotated, AssetInfo, MergedLabel, ModelOutcome, dump
+from schemas.events import dump
 from sinks.webhook_sink import EVENT_HEADER, SIGNATURE_HEADER, sign, verify
+from tests.support.events import annotated_event
 
 pytestmark = pytest.mark.integration
 ADMIN = {"X-API-Key": "dev-key"}
@@ -58,15 +58,6 @@ def receiver() -> Iterator[str]:
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
-
-
-def event(asset_id: str) -> AssetAnnotated:
-    return AssetAnnotated(
-        event_id=f"asa-{asset_id[:32]}", asset_id=asset_id, media_type="image",
-        asset=AssetInfo(filename="x.jpg", content_type="image/jpeg", size_bytes=1,
-                        uploaded_at=datetime(2026, 1, 2, tzinfo=UTC)),
-        models=[ModelOutcome(model="pdq", status="done", model_version="v", annotation_id="a")],
-        labels=[MergedLabel(name="boat", score=0.5, models=["pdq"])], text={}, numeric={}, embeddings=[])
 
 
 def test_signature_helpers() -> None:
@@ -108,7 +99,7 @@ def test_webhooks_delivered_retried_dead_lettered(env: Settings, receiver: str) 
     topic = s.topic(kafka.TOPIC_ANNOTATED)
     kafka.ensure_topics(s, [topic])
     producer = kafka.producer(s)
-    events = [event("d" * 64), event("e" * 64)]
+    events = [annotated_event("d" * 64, "pdq"), annotated_event("e" * 64, "pdq")]
     for ev in [*events, events[0]]:  # + a byte-identical re-emission: delivered once per webhook
         producer.produce(topic, key=ev.asset_id, value=dump(ev))
     assert producer.flush(30) == 0
